@@ -1,0 +1,12 @@
+"""edgeml: an on-device deployment compiler for compact vision backbones.
+
+    model zoo -> passes -> quantize -> lower -> artifact (.pte / .onnx + manifest)
+
+See DESIGN.md for the layout and the contracts between the parts.
+"""
+from edgeml.errors import EdgeMLError
+from edgeml.models import create_model, list_models
+
+__version__ = "0.1.0"
+
+__all__ = ["EdgeMLError", "__version__", "create_model", "list_models"]

@@ -1,0 +1,5 @@
+"""Imports every model family so that each registers its models.
+
+Add one line per family file (see DESIGN.md: one file per family).
+"""
+from edgeml.models import mobilenet  # noqa: F401

@@ -1,0 +1,1 @@
+"""edgeml.export: graph passes and the lowerings to ExecuTorch .pte and ONNX."""

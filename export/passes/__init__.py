@@ -1,0 +1,1 @@
+"""Graph passes: pure functions ``nn.Module | GraphModule -> same`` that keep the function."""

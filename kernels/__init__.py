@@ -1,0 +1,1 @@
+"""edgeml.kernels: custom ops (selective scan, linear attention) with their references."""

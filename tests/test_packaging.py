@@ -1,0 +1,25 @@
+"""The package-dir mapping must cover every package folder, or an install silently drops it."""
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    found = set()
+    for top, name in cfg["package-dir"].items():
+        root = REPO / name
+        for init in root.rglob("__init__.py"):
+            rel = init.parent.relative_to(root)
+            found.add(".".join([top, *rel.parts]))
+    assert found == listed, f"pyproject packages differ: missing {found - listed}, stale {listed - found}"
+
+
+def test_imports_through_edgeml_namespace():
+    import edgeml.export
+    import edgeml.kernels
+
+    assert Path(edgeml.export.__file__).parent.name == "export"
+    assert Path(edgeml.kernels.__file__).parent.name == "kernels"
