@@ -1,0 +1,279 @@
+"""Mamba-1 selective scan as the custom op ``torch.ops.edgeml.selective_scan``.
+
+Semantics follow ``selective_scan_ref`` of state-spaces/mamba (Gu & Dao, 2023)::
+
+    delta = softplus(delta + delta_bias)            (each step optional)
+    h_t   = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t       # per channel d, state n
+    y_t   = sum_n C_t h_t + D * u_t;   out = y * silu(z)            (D, z optional)
+
+Shapes: u, delta, z (b, d, l); A (d, n); B, C (b, n, l), grouped (b, g, n, l) with channel
+c using group c // (d // g), or time-invariant (d, n); D, delta_bias (d,). Output (b, d, l)
+in u's dtype; all state math in fp32.
+
+Forms, side by side:
+
+* :func:`selective_scan_naive`: the recurrence as a Python loop over time (the reference).
+* :func:`selective_scan_chunked`: plain aten, no data-dependent control flow, a fixed number
+  of graph nodes for any length. It is the CPU implementation and the export decomposition.
+  The sequence is padded to a multiple of ``chunk_size`` (a power of two) and each chunk is
+  reduced by a binary tree of ``log2(chunk_size)`` pairwise combines (the associative operator
+  ``(a0, x0) . (a1, x1) = (a0 a1, a1 x0 + x1)``), so decays only ever multiply: products of
+  values in [0, 1] that can underflow to 0 but never overflow. Across chunks, the chunk entry
+  states come from a pairwise ``exp(segment sum of log decays)`` matrix (Mamba-2 SSD's
+  ``segsum``), whose exponents are sums of non-positive terms, hence <= 0 exactly: no inf/nan
+  for long sequences or strong decay (when ``delta * A <= 0``, i.e. A <= 0 as in Mamba's
+  ``A = -exp(A_log)`` and delta >= 0). A down-sweep then hands every token its entry state.
+  Work is O(l) per channel plus O((l / chunk_size)^2) for the cross-chunk matrix.
+* ``selective_scan_triton`` (kernels/_triton_selective_scan.py): the CUDA kernel.
+* a fake kernel so torch.export traces the op without running it.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import _backend
+
+__all__ = [
+    "selective_scan",
+    "selective_scan_chunked",
+    "selective_scan_naive",
+]
+
+DEFAULT_CHUNK_SIZE = 64
+
+
+def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> None:
+    if u.dim() != 3 or delta.shape != u.shape:
+        raise ValueError(f"u and delta must both be (b, d, l); got {tuple(u.shape)} and {tuple(delta.shape)}")
+    b, d, l = u.shape
+    if A.dim() != 2 or A.shape[0] != d:
+        raise ValueError(f"A must be (d, n) with d = {d}; got {tuple(A.shape)}")
+    n = A.shape[1]
+    for name, X in (("B", B), ("C", C)):
+        if X.dim() == 2:
+            ok = tuple(X.shape) == (d, n)
+        elif X.dim() == 3:
+            ok = tuple(X.shape) == (b, n, l)
+        elif X.dim() == 4:
+            ok = X.shape[0] == b and X.shape[2] == n and X.shape[3] == l and d % X.shape[1] == 0
+        else:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"{name} must be (d, n), (b, n, l) or (b, g, n, l) with g dividing d "
+                f"(b={b}, d={d}, n={n}, l={l}); got {tuple(X.shape)}"
+            )
+
+
+def _per_channel(X: Tensor, d: int) -> Tensor:
+    """B or C as a tensor broadcastable against (b, d, n, l), in fp32."""
+    X = X.float()
+    if X.dim() == 2:  # time-invariant (d, n)
+        return X[None, :, :, None]
+    if X.dim() == 3:  # shared by all channels (b, n, l)
+        return X[:, None]
+    b, g, n, l = X.shape  # grouped: channel c reads group c // (d // g)
+    return X[:, :, None].expand(b, g, d // g, n, l).reshape(b, d, n, l)
+
+
+def _discretize(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, delta_bias: Tensor | None, delta_softplus: bool
+) -> tuple[Tensor, Tensor]:
+    """(delta * A, delta * B * u), both (b, d, n, l) fp32: log decay and input of each step."""
+    dt = delta.float()
+    if delta_bias is not None:
+        dt = dt + delta_bias.float()[:, None]
+    if delta_softplus:
+        dt = F.softplus(dt)
+    log_decay = dt[:, :, None, :] * A.float()[None, :, :, None]
+    inp = (dt * u.float())[:, :, None, :] * _per_channel(B, u.shape[1])
+    return log_decay, inp
+
+
+def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None) -> Tensor:
+    if D is not None:
+        y = y + u.float() * D.float()[:, None]
+    if z is not None:
+        y = y * F.silu(z.float())
+    return y.to(u.dtype)
+
+
+def selective_scan_naive(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    """Reference: the recurrence stepped one token at a time in fp32."""
+    _check_shapes(u, delta, A, B, C)
+    log_decay, inp = _discretize(u, delta, A, B, delta_bias, delta_softplus)
+    decay = torch.exp(log_decay)
+    Cc = _per_channel(C, u.shape[1])
+    b, d, n, l = inp.shape
+    h = inp.new_zeros(b, d, n)
+    time_varying_C = Cc.shape[-1] == l
+    ys = []
+    for t in range(l):
+        h = decay[..., t] * h + inp[..., t]
+        ys.append((h * Cc[..., t if time_varying_C else 0]).sum(-1))
+    y = torch.stack(ys, dim=-1) if ys else inp.new_zeros(b, d, 0)
+    return _finish(y, u, D, z)
+
+
+def _chunk_entry_states(chunk_log_decay: Tensor, chunk_end_state: Tensor) -> Tensor:
+    """State entering each chunk, given each chunk's total log decay g (<= 0) and the state it
+    reaches from a zero start: entry_j = sum_{i<j} exp(sum_{i<k<j} g_k) end_i.
+
+    Pairwise over chunks, so the exponents are segment sums of non-positive terms (never a
+    difference of two cumsums, which can round to a positive number and overflow)."""
+    nc = chunk_log_decay.shape[-1]
+    idx = torch.arange(nc, device=chunk_log_decay.device)
+    strictly_lower = idx[:, None] > idx[None, :]  # [k, i]: k > i
+    lower = idx[:, None] >= idx[None, :]  # [j, i]: j >= i
+    # seg[j, i] = sum_{i < k <= j} g_k, built by masking then a cumsum down the rows.
+    g = chunk_log_decay[..., :, None].expand(*chunk_log_decay.shape, nc)
+    seg = torch.cumsum(torch.where(strictly_lower, g, 0.0), dim=-2)
+    transfer = torch.where(lower, torch.exp(torch.where(lower, seg, 0.0)), 0.0)
+    # inclusive end state after chunk j, then shifted by one chunk to get entry states
+    end = torch.matmul(transfer, chunk_end_state[..., None])[..., 0]
+    return F.pad(end[..., :-1], (1, 0))
+
+
+def _scan_chunked(log_decay: Tensor, inp: Tensor, chunk_size: int) -> Tensor:
+    """h_t = exp(log_decay_t) h_{t-1} + inp_t along the last dim, from h_{-1} = 0."""
+    if chunk_size < 1 or chunk_size & (chunk_size - 1):
+        raise ValueError(f"chunk_size must be a power of two, got {chunk_size}")
+    levels = int(math.log2(chunk_size))
+    l = log_decay.shape[-1]
+    pad = (-l) % chunk_size
+    # Padding at the end is exact for a causal scan; zero log decay keeps the padding inert.
+    # The pad node is emitted even when pad == 0 so the graph is the same for every length.
+    log_decay = F.pad(log_decay, (0, pad))
+    inp = F.pad(inp, (0, pad))
+    decay = torch.exp(log_decay)
+
+    # Up-sweep: combine neighbours pairwise, keeping the left elements for the down-sweep.
+    a, x = decay, inp
+    lefts = []
+    for level in range(levels):
+        a2 = a.unflatten(-1, (-1, 2))
+        x2 = x.unflatten(-1, (-1, 2))
+        a0, a1, x0, x1 = a2[..., 0], a2[..., 1], x2[..., 0], x2[..., 1]
+        lefts.append((a0, x0))
+        x = torch.addcmul(x1, a1, x0)
+        if level + 1 < levels:
+            a = a0 * a1
+    # x is now each chunk's end state from a zero start. Chunk decays as sums of logs.
+    chunk_log_decay = log_decay.unflatten(-1, (-1, chunk_size)).sum(-1)
+    entry = _chunk_entry_states(chunk_log_decay, x)
+
+    # Down-sweep: the right element of a pair enters with the left element's exit state.
+    for a0, x0 in reversed(lefts):
+        right_entry = torch.addcmul(x0, a0, entry)
+        entry = torch.stack([entry, right_entry], dim=-1).flatten(-2)
+    h = torch.addcmul(inp, decay, entry)
+    return h[..., :l]
+
+
+def selective_scan_chunked(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Tensor:
+    """Plain-aten selective scan (the CPU implementation and the export decomposition)."""
+    _check_shapes(u, delta, A, B, C)
+    log_decay, inp = _discretize(u, delta, A, B, delta_bias, delta_softplus)
+    h = _scan_chunked(log_decay, inp, chunk_size)
+    y = (h * _per_channel(C, u.shape[1])).sum(2)
+    return _finish(y, u, D, z)
+
+
+_SCHEMA = (
+    "(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D=None, Tensor? z=None, "
+    "Tensor? delta_bias=None, bool delta_softplus=False) -> Tensor"
+)
+
+
+@torch.library.custom_op("edgeml::selective_scan", mutates_args=(), schema=_SCHEMA)
+def _selective_scan_op(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    backend = _backend.current_backend()
+    if backend == "naive":
+        return selective_scan_naive(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if backend == "triton":
+        from ._triton_selective_scan import selective_scan_triton
+
+        return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+@_selective_scan_op.register_kernel("cuda")
+def _selective_scan_cuda(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    from ._triton_selective_scan import selective_scan_triton
+
+    return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+@_selective_scan_op.register_fake
+def _selective_scan_fake(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    _check_shapes(u, delta, A, B, C)
+    return torch.empty_like(u)
+
+
+def selective_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    """Mamba-1 selective scan through ``torch.ops.edgeml.selective_scan`` (see module doc)."""
+    return torch.ops.edgeml.selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
