@@ -118,7 +118,7 @@ class Preprocessing:
         short, long_ = (w, h) if w <= h else (h, w)
         new_long = int(math.floor(long_ * self.resize_shorter / short + 0.5))
         new_w, new_h = (self.resize_shorter, new_long) if w <= h else (new_long, self.resize_shorter)
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(np.require(rgb, requirements=("C", "W"))).permute(2, 0, 1)[None].float()
         if (new_h, new_w) != (h, w):
             x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
         if new_h < self.crop or new_w < self.crop:

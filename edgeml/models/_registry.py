@@ -109,17 +109,23 @@ def _entry(name: str) -> ModelEntry:
 def create_model(
     name: str,
     checkpoint: str | Path | Mapping[str, Any] | None = None,
+    *,
+    seed: int = 0,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a zoo model in eval mode, optionally loading an official checkpoint.
 
     ``checkpoint`` is a path to a file written by ``torch.save`` or a state_dict-like mapping,
     with the official repository's keys (``state_dict``/``model``/``ema`` wrappers and
-    ``module.`` prefixes are accepted). Without one the weights are randomly initialized.
-    The model carries its config as ``model.edgeml_config``.
+    ``module.`` prefixes are accepted). Without one the weights are randomly initialized from
+    ``seed`` and BatchNorm statistics are estimated on the sample images (see ``_init``), so the
+    same name and seed always give the same model. The model carries its config as
+    ``model.edgeml_config``.
     """
     entry = _entry(name)
-    model = entry.builder(**kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = entry.builder(**kwargs)
     config = entry.config
     if "resolution" in kwargs:
         config = config.with_resolution(kwargs["resolution"])
@@ -128,6 +134,10 @@ def create_model(
         from edgeml.models._checkpoint import load_checkpoint
 
         load_checkpoint(model, checkpoint)
+    else:
+        from edgeml.models._init import estimate_batchnorm_statistics
+
+        estimate_batchnorm_statistics(model, config)
     return model.eval()
 
 

@@ -1,0 +1,68 @@
+import pytest
+import torch
+from torch import nn
+
+import edgeml
+from edgeml.export.passes.batchnorm import count_batchnorms, fold_batchnorm
+
+
+def _randomize_bn(model: nn.Module) -> None:
+    # Non-trivial statistics, so a wrong fold cannot pass by accident.
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(1 + 0.2 * torch.randn(m.num_features, generator=g))
+            m.bias.data.copy_(0.2 * torch.randn(m.num_features, generator=g))
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2_ulsam", "mobilenetv1_ulsam"])
+def test_fold_batchnorm_keeps_the_function_and_removes_every_bn(name):
+    model = edgeml.create_model(name)
+    _randomize_bn(model)
+    x = torch.randn(2, 3, 96, 96)
+    folded = fold_batchnorm(model, (x,))
+    assert count_batchnorms(model) > 0, "input must not be modified"
+    assert count_batchnorms(folded) == 0
+    with torch.no_grad():
+        ref, out = model(x), folded(x)
+    assert (out - ref).abs().max() <= 1e-4 * ref.abs().max()
+
+
+class _BNLinear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(8)
+        self.lin = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.lin(self.bn(x))
+
+
+class _SharedBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv_a, self.conv_b = nn.Conv2d(3, 4, 3), nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.bn(self.conv_a(x)) + self.bn(self.conv_b(x))
+
+
+def test_fold_bn_into_following_linear():
+    m = _BNLinear().eval()
+    _randomize_bn(m)
+    x = torch.randn(4, 8)
+    folded = fold_batchnorm(m, (x,))
+    assert isinstance(folded.bn, nn.Identity)
+    torch.testing.assert_close(folded(x), m(x), rtol=1e-5, atol=1e-6)
+
+
+def test_shared_bn_is_not_folded():
+    m = _SharedBN().eval()
+    _randomize_bn(m)
+    x = torch.randn(1, 3, 8, 8)
+    folded = fold_batchnorm(m, (x,))
+    assert isinstance(folded.bn, nn.BatchNorm2d)
+    torch.testing.assert_close(folded(x), m(x))
