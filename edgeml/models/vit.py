@@ -60,6 +60,7 @@ class Attention(nn.Module):
             raise ValueError(f"width {width} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.head_dim = width // num_heads
+        self.scale = self.head_dim ** -0.5
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
@@ -67,7 +68,11 @@ class Attention(nn.Module):
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v)
+        # Plain matmul-softmax-matmul rather than F.scaled_dot_product_attention: SDPA's
+        # decomposition for export adds any/eq/where/full_like guards for fully masked rows,
+        # which XNNPACK does not take, so they would fall back to portable kernels.
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        x = attn.softmax(dim=-1) @ v
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
