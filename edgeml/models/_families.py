@@ -2,7 +2,7 @@
 
 Add one line per family file (see DESIGN.md: one file per family).
 """
-from edgeml.models import fastvit  # noqa: F401
+from edgeml.models import efficientmod, fastvit  # noqa: F401
 from edgeml.models import mobilenet  # noqa: F401
 from edgeml.models import mobilemamba  # noqa: F401
 from edgeml.models import vit  # noqa: F401
