@@ -7,14 +7,30 @@ Triton). See kernels/_backend.py for switching the CPU implementation between th
 """
 from ._backend import current_backend, set_backend, use_backend
 from .decompositions import decomposition_table
-from .selective_scan import selective_scan, selective_scan_chunked, selective_scan_naive
+from .linear_attention import (
+    linear_attention,
+    linear_attention_chunked,
+    linear_attention_naive,
+    linear_attention_quadratic,
+)
+from .selective_scan import (
+    selective_scan,
+    selective_scan_chunked,
+    selective_scan_naive,
+    selective_scan_quadratic,
+)
 
 __all__ = [
     "current_backend",
     "decomposition_table",
+    "linear_attention",
+    "linear_attention_chunked",
+    "linear_attention_naive",
+    "linear_attention_quadratic",
     "selective_scan",
     "selective_scan_chunked",
     "selective_scan_naive",
+    "selective_scan_quadratic",
     "set_backend",
     "use_backend",
 ]

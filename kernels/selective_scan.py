@@ -34,11 +34,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _backend
+from ._segsum import decay_matrix
 
 __all__ = [
     "selective_scan",
     "selective_scan_chunked",
     "selective_scan_naive",
+    "selective_scan_quadratic",
 ]
 
 DEFAULT_CHUNK_SIZE = 64
@@ -94,7 +96,7 @@ def _discretize(
 
 def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None) -> Tensor:
     if D is not None:
-        y = y + u.float() * D.float()[:, None]
+        y = torch.addcmul(y, u.float(), D.float()[:, None])
     if z is not None:
         y = y * F.silu(z.float())
     return y.to(u.dtype)
@@ -133,14 +135,7 @@ def _chunk_entry_states(chunk_log_decay: Tensor, chunk_end_state: Tensor) -> Ten
 
     Pairwise over chunks, so the exponents are segment sums of non-positive terms (never a
     difference of two cumsums, which can round to a positive number and overflow)."""
-    nc = chunk_log_decay.shape[-1]
-    idx = torch.arange(nc, device=chunk_log_decay.device)
-    strictly_lower = idx[:, None] > idx[None, :]  # [k, i]: k > i
-    lower = idx[:, None] >= idx[None, :]  # [j, i]: j >= i
-    # seg[j, i] = sum_{i < k <= j} g_k, built by masking then a cumsum down the rows.
-    g = chunk_log_decay[..., :, None].expand(*chunk_log_decay.shape, nc)
-    seg = torch.cumsum(torch.where(strictly_lower, g, 0.0), dim=-2)
-    transfer = torch.where(lower, torch.exp(torch.where(lower, seg, 0.0)), 0.0)
+    transfer = decay_matrix(chunk_log_decay)  # [j, i] = exp(sum_{i<k<=j} g_k), 0 for i > j
     # inclusive end state after chunk j, then shifted by one chunk to get entry states
     end = torch.matmul(transfer, chunk_end_state[..., None])[..., 0]
     return F.pad(end[..., :-1], (1, 0))
@@ -148,8 +143,8 @@ def _chunk_entry_states(chunk_log_decay: Tensor, chunk_end_state: Tensor) -> Ten
 
 def _scan_chunked(log_decay: Tensor, inp: Tensor, chunk_size: int) -> Tensor:
     """h_t = exp(log_decay_t) h_{t-1} + inp_t along the last dim, from h_{-1} = 0."""
-    if chunk_size < 1 or chunk_size & (chunk_size - 1):
-        raise ValueError(f"chunk_size must be a power of two, got {chunk_size}")
+    if chunk_size < 2 or chunk_size & (chunk_size - 1):
+        raise ValueError(f"chunk_size must be a power of two >= 2, got {chunk_size}")
     levels = int(math.log2(chunk_size))
     l = log_decay.shape[-1]
     pad = (-l) % chunk_size
@@ -174,11 +169,15 @@ def _scan_chunked(log_decay: Tensor, inp: Tensor, chunk_size: int) -> Tensor:
     chunk_log_decay = log_decay.unflatten(-1, (-1, chunk_size)).sum(-1)
     entry = _chunk_entry_states(chunk_log_decay, x)
 
-    # Down-sweep: the right element of a pair enters with the left element's exit state.
-    for a0, x0 in reversed(lefts):
+    # Down-sweep: the right element of a pair enters with the left element's exit state. The
+    # last level produces the token states directly (no separate entry tensor for tokens).
+    for a0, x0 in reversed(lefts[1:]):
         right_entry = torch.addcmul(x0, a0, entry)
         entry = torch.stack([entry, right_entry], dim=-1).flatten(-2)
-    h = torch.addcmul(inp, decay, entry)
+    a2, x2 = decay.unflatten(-1, (-1, 2)), inp.unflatten(-1, (-1, 2))
+    h_left = torch.addcmul(x2[..., 0], a2[..., 0], entry)
+    h_right = torch.addcmul(x2[..., 1], a2[..., 1], h_left)
+    h = torch.stack([h_left, h_right], dim=-1).flatten(-2)
     return h[..., :l]
 
 
@@ -199,6 +198,30 @@ def selective_scan_chunked(
     _check_shapes(u, delta, A, B, C)
     log_decay, inp = _discretize(u, delta, A, B, delta_bias, delta_softplus)
     h = _scan_chunked(log_decay, inp, chunk_size)
+    y = h * _per_channel(C, u.shape[1])
+    # n == 1 (MobileMamba) needs no reduction; a sum over a size-1 dim would be a full copy.
+    y = y.squeeze(2) if y.shape[2] == 1 else y.sum(2)
+    return _finish(y, u, D, z)
+
+
+def selective_scan_quadratic(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    """The l x l form: y_t = sum_{s<=t} sum_n C_t exp(sum_{s<r<=t} delta_r A) delta_s B_s u_s.
+
+    Memory b*d*n*l^2 floats: a second reference and the benchmark's quadratic baseline only."""
+    _check_shapes(u, delta, A, B, C)
+    log_decay, inp = _discretize(u, delta, A, B, delta_bias, delta_softplus)
+    transfer = decay_matrix(log_decay)  # (b, d, n, l, l)
+    h = torch.matmul(transfer, inp[..., None])[..., 0]  # (b, d, n, l)
     y = (h * _per_channel(C, u.shape[1])).sum(2)
     return _finish(y, u, D, z)
 

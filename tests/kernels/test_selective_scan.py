@@ -3,7 +3,7 @@
 Error metric as in flash-linear-attention's tests: RMS(out - ref) / RMS(ref). Both forms run in
 fp32; they differ only by reassociation (log2(chunk) pairwise combines plus one cross-chunk
 sum), which costs a few ulps (eps = 1.2e-7) per level. We measured <= 2e-7 over these cases,
-so 2e-6 leaves margin while any indexing or decay bug (off-by-one step, missing decay, wrong
+so 2e-6 (6x margin) holds while any indexing or decay bug (off-by-one step, missing decay, wrong
 group) shows up as an error of order 1e-2..1.
 """
 import pytest
@@ -77,7 +77,7 @@ def test_chunked_matches_loop_all_options(b, d, n, l, bc, decay):
     assert rel_rms(out, ref) < FP32_TOL
 
 
-@pytest.mark.parametrize("chunk_size", [1, 2, 8, 16, 128])
+@pytest.mark.parametrize("chunk_size", [2, 4, 8, 16, 128])
 def test_chunk_sizes_agree(chunk_size):
     x = make_inputs(2, 4, 4, 75, bc="grouped")
     ref = selective_scan_naive(**x, delta_softplus=True)
