@@ -38,12 +38,13 @@ def fixtures() -> dict[str, dict]:
         inputs=[TensorSpec(name="image", shape=[1, 3, res, res])],
         outputs=[TensorSpec(name="logits", shape=[1, cls_cfg.num_classes], layout="", kind="logits")],
         preprocessing=pre.to_dict(),
-        quantization={"scheme": "int8_static_per_channel", "calibration": {"images": 6, "source": "edgeml samples"},
-                      "fp32_layers": []},
+        quantization={"scheme": "int8_static_per_channel",
+                      "calibration": {"images": 6, "source": "edgeml samples"}, "fp32_layers": []},
         delegation={"backend": "xnnpack", "delegated_nodes": 60, "total_nodes": 62, "share": 0.968,
                     "portable_ops": {"aten.mean.dim": 1}},
         parity={"reference": "pytorch-eager", "runtime": "executorch", "images": 6, "threshold_db": 20.0,
-                "outputs": {"logits": {"sqnr_db": 31.2, "cosine": 0.9996, "max_abs": 0.41, "top1_agreement": 1.0}}},
+                "outputs": {"logits": {"sqnr_db": 31.2, "cosine": 0.9996, "max_abs": 0.41,
+                                       "top1_agreement": 1.0}}},
         tools=tools, created="2026-01-01T00:00:00+00:00", format_version=FORMAT_VERSION,
     ).to_dict()
 

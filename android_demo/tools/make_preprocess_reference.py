@@ -37,6 +37,7 @@ import numpy as np
 
 MAGIC = b"EDGEMLPR"
 FORMAT = "edgeml-preprocess-reference/1"
+GENERATOR = "android_demo/tools/make_preprocess_reference.py"
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_IMAGES = REPO.parent / "shared" / "images"
 DEFAULT_OUT = REPO / "android_demo" / "app" / "src" / "test" / "resources" / "preprocess_reference.bin"
@@ -85,7 +86,7 @@ def build(images: Path) -> tuple[dict, bytes]:
                       "shape": list(x.shape), "offset": offset})
         blocks.append(x.tobytes())
         offset += x.size
-    header = {"format": FORMAT, "generator": "android_demo/tools/make_preprocess_reference.py", "cases": cases}
+    header = {"format": FORMAT, "generator": GENERATOR, "cases": cases}
     return header, b"".join(blocks)
 
 
