@@ -101,6 +101,12 @@ fi
 
 # ---- 1 + 2: compile --------------------------------------------------------------------------
 SRC="$DEMO/app/src/main"
+# Gradle takes the package name from `namespace` in app/build.gradle; aapt needs it in the manifest.
+PACKAGE=$(sed -nE 's/^[[:space:]]*namespace[[:space:]]+"([^"]+)".*/\1/p' "$DEMO/app/build.gradle" | head -n 1)
+[ -n "$PACKAGE" ] || die "no namespace in android_demo/app/build.gradle"
+MANIFEST="$WORK/AndroidManifest.xml"
+sed -E "0,/<manifest /s//<manifest package=\"$PACKAGE\" /" "$SRC/AndroidManifest.xml" >"$MANIFEST"
+grep -q "<manifest package=\"$PACKAGE\"" "$MANIFEST" || die "cannot add package=$PACKAGE to the manifest"
 JAVAC8=(javac -encoding UTF-8 -source 8 -target 8 -Xlint:-options -Xlint:unchecked -Werror -bootclasspath "$ANDROID_JAR")
 mkdir -p "$WORK/core" "$WORK/app" "$WORK/gen" "$WORK/test"
 compile_core() {
@@ -110,7 +116,7 @@ compile_core() {
     "${JAVAC8[@]}" -d "$WORK/core" "$SRC"/java/org/edgeml/demo/core/*.java
 }
 check "compile core (Java 8, against android.jar API 23, no android.* imports)" compile_core
-check "generate R.java with aapt" aapt package -f -m -J "$WORK/gen" -M "$SRC/AndroidManifest.xml" \
+check "generate R.java with aapt" aapt package -f -m -J "$WORK/gen" -M "$MANIFEST" \
     -S "$SRC/res" -I "$ANDROID_JAR"
 check "compile ALL app sources against android.jar + ExecuTorch classes.jar" \
     "${JAVAC8[@]}" -classpath "$ET_JAR" -d "$WORK/app" \
@@ -150,7 +156,7 @@ build_apk() ( # a subshell, so that set -e stops this step only
     set -e
     java -cp "$DX_JAR" com.android.dx.command.Main --dex --min-sdk-version=23 \
         --output="$APK_DIR/classes.dex" "$WORK/app"
-    aapt package -f -M "$SRC/AndroidManifest.xml" -S "$SRC/res" -A "$SRC/assets" -I "$ANDROID_JAR" \
+    aapt package -f -M "$MANIFEST" -S "$SRC/res" -A "$SRC/assets" -I "$ANDROID_JAR" \
         --min-sdk-version 23 --target-sdk-version 23 --version-code 1 --version-name 0.1.0 \
         -0 pte -F "$APK_DIR/app.unaligned.apk"
     (cd "$APK_DIR" && aapt add app.unaligned.apk classes.dex)
@@ -164,11 +170,11 @@ check "dex + aapt + zipalign + apksigner -> android_demo/.ci-build/apk/edgeml-de
 check "apksigner verify" apksigner verify --verbose "$APK_DIR/edgeml-demo-debug.apk"
 check "APK holds the manifest, both activities, classes.dex and the assets" bash -c '
     apk="$0"
-    aapt dump badging "$apk" | grep -q "package: name='"'"'org.edgeml.demo'"'"'" &&
+    aapt dump badging "$apk" | grep -q "package: name='"'"'$1'"'"'" &&
     aapt dump xmltree "$apk" AndroidManifest.xml | grep -q "org.edgeml.demo.BenchmarkActivity\|\.BenchmarkActivity" &&
     aapt dump xmltree "$apk" AndroidManifest.xml | grep -q "\.MainActivity\|org.edgeml.demo.MainActivity" &&
     aapt list "$apk" | grep -qx classes.dex &&
     aapt list "$apk" | grep -qx assets/sample.jpg &&
-    aapt list "$apk" | grep -qx assets/labels/imagenet-1k.txt' "$APK_DIR/edgeml-demo-debug.apk"
+    aapt list "$apk" | grep -qx assets/labels/imagenet-1k.txt' "$APK_DIR/edgeml-demo-debug.apk" "$PACKAGE"
 
 finish

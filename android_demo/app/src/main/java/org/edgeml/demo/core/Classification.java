@@ -22,10 +22,19 @@ public final class Classification {
         if (manifest.preprocessing == null) {
             throw new ManifestException("manifest " + manifest.modelName + " has no preprocessing: it does not take an image");
         }
+        // A program exported for a fixed batch N gets the image N times; its first row is ranked.
+        int batch = manifest.dynamicBatch() ? 1 : Math.max(1, manifest.maxInputBatch());
         long t0 = clock.nanoTime();
         float[] pixels = manifest.preprocessing.apply(image);
         double preprocessMs = (clock.nanoTime() - t0) / 1.0e6;
-        final TensorData input = new TensorData(pixels, manifest.imageInputShape(1));
+        if (batch > 1) {
+            float[] repeated = new float[pixels.length * batch];
+            for (int b = 0; b < batch; b++) {
+                System.arraycopy(pixels, 0, repeated, b * pixels.length, pixels.length);
+            }
+            pixels = repeated;
+        }
+        final TensorData input = new TensorData(pixels, manifest.imageInputShape(batch));
         final TensorData[] last = new TensorData[1];
         LatencyStats stats = LatencyBenchmark.measure(new LatencyBenchmark.Task() {
             @Override

@@ -59,6 +59,32 @@ public class PipelineTest {
         assertEquals(5, c.latency.count());
     }
 
+    @Test
+    public void fixedBatchClassifierGetsTheImageInEveryRowAndRanksTheFirst() throws Exception {
+        Map<String, Object> doc = Json.parseObject(ManifestTest.fixture(ManifestTest.CLASSIFIER));
+        @SuppressWarnings("unchecked")
+        Map<String, Object> in = (Map<String, Object>) ((List<Object>) doc.get("inputs")).get(0);
+        in.put("shape", Json.parse("[2, 3, 224, 224]"));
+        Manifest m = Manifest.parse(Json.write(doc));
+        final RgbImage img = gradient(300, 200);
+        final float[] one = m.preprocessing.apply(img);
+        Classification c = Classification.run(m, img, new ModelRunner() {
+            @Override
+            public TensorData forward(TensorData input) {
+                assertArrayEquals(new long[] {2, 3, 224, 224}, input.shape);
+                for (int i = 0; i < one.length; i += 101) {
+                    assertEquals(one[i], input.data[i], 0f);
+                    assertEquals(one[i], input.data[one.length + i], 0f);
+                }
+                float[] logits = new float[2000];
+                logits[42] = 5f;        // row 0
+                logits[1000 + 7] = 9f;  // row 1 must not be ranked
+                return new TensorData(logits, new long[] {2, 1000});
+            }
+        }, 0, 1, 1, new LatencyTest.ScriptedClock());
+        assertEquals(42, c.top[0].index);
+    }
+
     private static Manifest tileManifest(boolean dynamicBatch) throws Exception {
         Map<String, Object> doc = Json.parseObject(ManifestTest.fixture(ManifestTest.TILE_ENCODER));
         if (dynamicBatch) {
