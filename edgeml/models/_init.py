@@ -7,6 +7,11 @@ figure measured on such a model — int8 SQNR above all — would be meaningless
 seeded init, the BatchNorm statistics are estimated from the real sample images shipped with
 edgeml (the same data-dependent trick as BN recalibration after pruning). The result is
 deterministic: ``verify`` rebuilds the identical reference from the model name and seed.
+
+A family may then adjust the network through ``finish_random_init()`` (MobileNetV2 scales its
+residual branches down: a deep random network with every layer renormalized is chaotic, which
+trained networks are not). Parity figures on random weights therefore measure the toolchain's
+numerical fidelity on a stable network, not a trained model's accuracy.
 """
 from __future__ import annotations
 
@@ -20,11 +25,17 @@ CALIBRATION_MAX_RESOLUTION = 384
 
 
 @torch.no_grad()
-def estimate_batchnorm_statistics(model: nn.Module, config: ModelConfig) -> None:
-    """Set every BatchNorm's running statistics from one batch of the sample images."""
+def finish_random_init(model: nn.Module, config: ModelConfig) -> None:
+    """Estimate BatchNorm statistics on the sample images, then let the family finish its init."""
     bns = [m for m in model.modules() if isinstance(m, _BN)]
-    if not bns:
-        return
+    if bns:
+        _estimate(model, bns, config)
+    finish = getattr(model, "finish_random_init", None)
+    if finish is not None:
+        finish()
+
+
+def _estimate(model: nn.Module, bns: list[nn.Module], config: ModelConfig) -> None:
     from edgeml.images import Preprocessing, load_image, sample_images
 
     resolution = min(config.resolution, CALIBRATION_MAX_RESOLUTION)

@@ -135,9 +135,9 @@ def create_model(
 
         load_checkpoint(model, checkpoint)
     else:
-        from edgeml.models._init import estimate_batchnorm_statistics
+        from edgeml.models._init import finish_random_init
 
-        estimate_batchnorm_statistics(model, config)
+        finish_random_init(model, config)
     return model.eval()
 
 
