@@ -15,7 +15,14 @@ import torch
 def split_heads_attention(qkv: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:
     """Attention over ``qkv`` of shape (B, N, 3*num_heads*head_dim), laid out [q | k | v] with each
     part split into heads; returns (B, N, num_heads*head_dim)."""
-    q, k, v = qkv.unflatten(-1, (3, num_heads, head_dim)).permute(2, 0, 3, 1, 4).unbind(0)
-    attn = (q * head_dim**-0.5) @ k.transpose(-2, -1)
-    out = attn.softmax(dim=-1) @ v  # (B, heads, N, head_dim)
-    return out.transpose(1, 2).flatten(2)
+
+    def heads(t: torch.Tensor) -> torch.Tensor:  # (B, N, H*D) -> (B*H, N, D)
+        return t.unflatten(-1, (num_heads, head_dim)).transpose(1, 2).flatten(0, 1)
+
+    # Slices and 3-D bmm rather than unbind/chunk and 4-D matmul: those leave squeeze, split or
+    # expand copies that XNNPACK does not take, splitting the delegated graph at every attention.
+    width = num_heads * head_dim
+    q, k, v = (heads(qkv.narrow(-1, i * width, width)) for i in range(3))
+    attn = torch.bmm(q * head_dim**-0.5, k.transpose(1, 2)).softmax(dim=-1)
+    out = torch.bmm(attn, v)  # (B*H, N, D)
+    return out.unflatten(0, (-1, num_heads)).transpose(1, 2).flatten(2)
