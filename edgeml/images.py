@@ -130,7 +130,9 @@ class Preprocessing:
         return ((x * self.scale - mean) / std).contiguous()
 
 
-def iter_batches(paths: Sequence[Path], pre: Preprocessing, batch: int = 1) -> Iterator[tuple[list[Path], torch.Tensor]]:
+def iter_batches(
+    paths: Sequence[Path], pre: Preprocessing, batch: int = 1
+) -> Iterator[tuple[list[Path], torch.Tensor]]:
     """Yield (paths, NCHW batch) over image files."""
     for i in range(0, len(paths), batch):
         chunk = list(paths[i:i + batch])

@@ -1,1 +1,276 @@
-"""edgeml.export: graph passes and the lowerings to ExecuTorch .pte and ONNX."""
+"""edgeml.export: graph passes and the lowerings to ExecuTorch .pte and ONNX.
+
+``export(name, ...)`` runs the pipeline as stages, each a plain function you can call alone:
+
+    build      edgeml.create_model (official checkpoint or seeded random init)
+    passes     reparameterize (where the family defines it) -> fold BatchNorm
+    capture    torch.export
+    quantize   PT2E static int8 (.pte) | ORT QDQ static int8 (.onnx), on real images
+    decompose  edgeml custom ops -> plain aten (edgeml.kernels.decomposition_table)
+    lower      XNNPACK partitioner -> .pte  |  dynamo ONNX exporter -> .onnx
+    parity     the serialized bytes run in the edge runtime vs eager PyTorch, on real images
+    write      artifact + manifest, atomically (temp file, then rename)
+
+Nothing is written unless every stage succeeded, and with ``min_sqnr`` set an artifact below
+the threshold is not written either, so a failed export never replaces a good artifact.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeml.errors import InputShapeError, LoweringError, UsageError, VerificationError
+from edgeml.images import Preprocessing, sample_images
+from edgeml.manifest import (
+    Manifest,
+    TensorSpec,
+    atomic_write_bytes,
+    atomic_write_json,
+    manifest_path,
+    sha256_file,
+    tool_versions,
+    utc_now,
+)
+from edgeml.models import create_model, get_model_config
+from edgeml.models._registry import ModelConfig
+
+FORMATS = {"pte": ("xnnpack", ".pte"), "onnx": ("ort", ".onnx")}
+QUANT_TAGS = {"none": "fp32", "int8": "int8"}
+DEFAULT_MIN_SQNR = {"none": 60.0, "int8": 25.0}
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Artifact:
+    """An exported program and its manifest, as written to disk."""
+
+    path: Path
+    manifest: Manifest
+    export_seconds: float
+
+    @property
+    def manifest_path(self) -> Path:
+        return manifest_path(self.path)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+def artifact_name(model: str, fmt: str, quantize: str, resolution: int, default_resolution: int) -> str:
+    """ExecuTorch benchmark naming: ``<model>_<backend>_<quant>`` (resolution tagged if not default)."""
+    backend, suffix = FORMATS[fmt]
+    tag = model if resolution == default_resolution else f"{model}_r{resolution}"
+    return f"{tag}_{backend}_{QUANT_TAGS[quantize]}{suffix}"
+
+
+def check_resolution(config: ModelConfig, resolution: int) -> None:
+    if resolution % config.stride or not config.min_resolution <= resolution <= config.max_resolution:
+        raise InputShapeError(
+            f"{config.name} takes square inputs that are multiples of {config.stride} between "
+            f"{config.min_resolution} and {config.max_resolution}; {resolution} is not one"
+        )
+
+
+def prepare_for_export(model: nn.Module, example_inputs: tuple) -> nn.Module:
+    """Function-preserving passes: structural reparameterization, then BatchNorm folding."""
+    from edgeml.export.passes.batchnorm import fold_batchnorm
+
+    try:
+        from edgeml.export.passes.reparameterize import reparameterize_model
+    except ImportError:  # no family in this build defines reparameterizable blocks
+        reparameterize_model = None
+    if reparameterize_model is not None:
+        model = reparameterize_model(model)
+    return fold_batchnorm(model, example_inputs)
+
+
+def decompose_custom_ops(exported: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """Replace edgeml custom ops by their plain-aten chunked forms (no custom kernels on device)."""
+    try:
+        from edgeml.kernels import decomposition_table
+    except ImportError:
+        return exported
+    table = decomposition_table()
+    used = {n.target for n in exported.graph.nodes if n.op == "call_function"}
+    if not used & set(table):
+        return exported
+    return exported.run_decompositions(table)
+
+
+def _capture(model: nn.Module, example_inputs: tuple) -> torch.export.ExportedProgram:
+    try:
+        return torch.export.export(model, example_inputs)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise LoweringError(f"torch.export failed: {first}") from e
+
+
+def _output_names(config: ModelConfig, n: int) -> list[str]:
+    return [config.output] if n == 1 else [f"{config.output}_{i}" for i in range(n)]
+
+
+def _as_list(y: Any) -> list[torch.Tensor]:
+    return list(y) if isinstance(y, (tuple, list)) else [y]
+
+
+def export(
+    model: str,
+    *,
+    format: str = "pte",
+    quantize: str = "none",
+    resolution: int | None = None,
+    checkpoint: str | Path | Mapping[str, Any] | None = None,
+    calibration: str | Path | None = None,
+    calibration_images: int | None = None,
+    output_dir: str | Path = ".",
+    verify_images: str | Path | None = None,
+    min_sqnr: float | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Artifact:
+    """Export zoo model ``model`` to ``format`` ("pte" | "onnx"), fp32 or int8; see module doc."""
+    from edgeml.quantize import calibration_images as _calibration_paths
+    from edgeml.quantize import check_scheme, load_inputs
+
+    t0 = time.perf_counter()
+    say = progress or (lambda stage: None)
+    if format not in FORMATS:
+        raise UsageError(f"unknown format {format!r}; choose pte or onnx")
+    check_scheme(quantize)
+    config = get_model_config(model)
+    resolution = int(resolution or config.resolution)
+    check_resolution(config, resolution)
+    config = config.with_resolution(resolution)
+    pre = Preprocessing.for_resolution(resolution, config.mean, config.std)
+    calib_paths = _calibration_paths(calibration, calibration_images) if quantize != "none" else []
+    verify_paths = _calibration_paths(verify_images) if verify_images else sample_images()
+    out_dir = Path(output_dir)
+    name = artifact_name(model, format, quantize, resolution, get_model_config(model).resolution)
+    target = out_dir / name
+
+    say("build")
+    kwargs = {"resolution": resolution} if "resolution" in _builder_params(model) else {}
+    reference = create_model(model, checkpoint=checkpoint, seed=seed, **kwargs)
+    example = (load_inputs(verify_paths[:1], pre)[0],)
+
+    say("passes")
+    prepared = prepare_for_export(reference, example)
+
+    say("capture")
+    calib_inputs = load_inputs(calib_paths, pre) if calib_paths else []
+    if format == "pte":
+        if quantize == "int8":
+            say("quantize")
+            from edgeml.quantize import quantize_pt2e
+
+            prepared = quantize_pt2e(prepared, example, calib_inputs)
+        exported = decompose_custom_ops(_capture(prepared, example))
+        say("lower")
+        from edgeml.export.pte import lower_to_pte
+
+        try:
+            data, delegation = lower_to_pte(exported)
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise LoweringError(f"lowering to ExecuTorch failed: {first}") from e
+        delegation_dict = delegation.to_dict()
+    else:
+        exported = decompose_custom_ops(_capture(prepared, example))
+        n_out = len(_as_list(exported.module()(*example)))
+        say("lower")
+        from edgeml.export.onnx import lower_to_onnx
+
+        with tempfile.TemporaryDirectory(prefix="edgeml-onnx-") as tmp:
+            fp32 = Path(tmp) / "model.onnx"
+            lower_to_onnx(exported, example, fp32, input_names=["image"],
+                          output_names=_output_names(config, n_out))
+            if quantize == "int8":
+                say("quantize")
+                from edgeml.quantize import quantize_onnx_static
+
+                q = Path(tmp) / "model.int8.onnx"
+                quantize_onnx_static(fp32, q, "image", calib_inputs)
+                fp32 = q
+            data = fp32.read_bytes()
+        delegation_dict = {"backend": "CPUExecutionProvider", "share": 1.0,
+                           "note": "ONNX Runtime runs every node on its CPU execution provider"}
+
+    say("parity")
+    from edgeml.runtime.runners import runner_from_bytes
+    from edgeml.runtime.verify import measure_parity
+
+    runner = runner_from_bytes(data, format)
+    parity = measure_parity(reference, runner, verify_paths, pre, config)
+    threshold = DEFAULT_MIN_SQNR[quantize] if min_sqnr is None else float(min_sqnr)
+    parity["threshold_db"] = threshold
+    if min_sqnr is not None and parity["worst_sqnr_db"] < threshold:
+        raise VerificationError(
+            f"{name}: SQNR {parity['worst_sqnr_db']:.1f} dB is below the {threshold:g} dB threshold; "
+            "nothing was written (lower --min-sqnr, or see `edgeml quantize-report`)"
+        )
+
+    say("write")
+    outputs = _as_list(reference(example[0]))
+    manifest = Manifest(
+        artifact={"file": name, "format": format, "backend": FORMATS[format][0], "sha256": "", "size_bytes": 0},
+        model={"name": model, "config": config.to_dict(), "weights": _weights_record(checkpoint, seed),
+               "kwargs": kwargs},
+        inputs=[TensorSpec("image", list(example[0].shape), "float32", "NCHW")],
+        outputs=[TensorSpec(n, list(o.shape), "float32", layout="", kind=config.output)
+                 for n, o in zip(_output_names(config, len(outputs)), outputs)],
+        preprocessing=pre.to_dict(),
+        quantization={"scheme": quantize, "description": _scheme_description(quantize),
+                      "calibration": {"images": len(calib_paths),
+                                      "source": str(calibration) if calibration else "edgeml sample images"},
+                      "fp32_layers": []},
+        delegation=delegation_dict,
+        parity=parity,
+        tools=tool_versions(),
+        created=utc_now(),
+    )
+    _write_atomically(target, data, manifest)
+    return Artifact(target, manifest, time.perf_counter() - t0)
+
+
+def _write_atomically(target: Path, data: bytes, manifest: Manifest) -> None:
+    # The artifact is renamed into place first and the manifest second; a reader that finds a
+    # stale manifest next to a new artifact rejects it by sha256, never runs mismatched files.
+    atomic_write_bytes(target, data)
+    manifest.artifact["sha256"] = sha256_file(target)
+    manifest.artifact["size_bytes"] = target.stat().st_size
+    atomic_write_json(manifest_path(target), manifest.to_dict())
+
+
+def _builder_params(model: str) -> set[str]:
+    import inspect
+
+    from edgeml.models._registry import _entry
+
+    return set(inspect.signature(_entry(model).builder).parameters)
+
+
+def _weights_record(checkpoint: Any, seed: int) -> dict[str, Any]:
+    if checkpoint is None:
+        return {"source": "random-init", "seed": seed}
+    if isinstance(checkpoint, (str, Path)):
+        path = Path(checkpoint).resolve()
+        return {"source": "checkpoint", "path": str(path), "sha256": sha256_file(path)}
+    return {"source": "in-memory state_dict"}
+
+
+def _scheme_description(scheme: str) -> str:
+    from edgeml.quantize import SCHEMES
+
+    return SCHEMES[scheme]
+
+
+__all__ = ["Artifact", "FORMATS", "artifact_name", "decompose_custom_ops", "export", "prepare_for_export"]

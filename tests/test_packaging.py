@@ -1,6 +1,7 @@
 """The package-dir mapping must cover every package folder, or an install silently drops it."""
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -164,7 +164,7 @@ def _init_weights(model: nn.Module) -> None:
 
 
 def _cfg(name: str, paper: str) -> ModelConfig:
-    return ModelConfig(name=name, family="mobilenet", resolution=224, paper=paper)
+    return ModelConfig(name=name, family="mobilenet", resolution=224, paper=paper, formats=("pte", "onnx"))
 
 
 @register_model(_cfg("mobilenetv1", "MobileNets, arXiv 1704.04861"))

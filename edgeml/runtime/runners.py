@@ -1,0 +1,202 @@
+"""Edge runtimes on the host: ExecuTorch's Python runtime for .pte, ONNX Runtime for .onnx.
+
+Artifacts may come from anywhere, so opening one never trusts it: the file's sha256 must match
+its manifest (a truncated or flipped byte is caught before any native code parses it), and
+ExecuTorch programs are loaded with ``Verification.InternalConsistency`` so the flatbuffer's
+offsets are bounds-checked. ONNX models go through ``onnx.checker`` first.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeml.errors import ArtifactError, InputShapeError
+from edgeml.manifest import ARTIFACT_SUFFIXES, Manifest, read_manifest, sha256_file
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what native libraries print on fd 2 (cpuinfo probes) while initializing."""
+    if os.environ.get("EDGEML_DEBUG"):
+        yield
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@dataclass
+class OpenedArtifact:
+    path: Path
+    format: str
+    manifest: Manifest
+
+
+def open_artifact(path: str | Path, *, check_hash: bool = True) -> OpenedArtifact:
+    """Check that ``path`` is an edgeml artifact whose bytes match its manifest."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"artifact {path} does not exist")
+    fmt = ARTIFACT_SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise ArtifactError(f"{path.name}: unknown artifact type (expected {', '.join(ARTIFACT_SUFFIXES)})")
+    manifest = read_manifest(path)
+    if check_hash:
+        expected = manifest.artifact.get("sha256")
+        actual = sha256_file(path)
+        if expected != actual:
+            raise ArtifactError(
+                f"{path.name} does not match its manifest (sha256 {actual[:12]}... != {str(expected)[:12]}...): "
+                "the file is truncated, corrupted or was modified after export. Export it again."
+            )
+    return OpenedArtifact(path, fmt, manifest)
+
+
+class Runner:
+    """Runs one artifact: ``run(inputs) -> outputs`` with torch tensors."""
+
+    format: str
+    input_shapes: list[tuple[int, ...]]
+
+    def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def check_inputs(self, inputs: Sequence[torch.Tensor], dynamic: Sequence[dict] | None = None) -> None:
+        if len(inputs) != len(self.input_shapes):
+            raise InputShapeError(f"artifact takes {len(self.input_shapes)} inputs, got {len(inputs)}")
+        for i, (x, shape) in enumerate(zip(inputs, self.input_shapes)):
+            dyn = (dynamic[i] if dynamic else {}) or {}
+            ok = x.dim() == len(shape) and all(
+                str(a) in dyn and dyn[str(a)][0] <= s <= dyn[str(a)][1] or s == e
+                for a, (s, e) in enumerate(zip(x.shape, shape))
+            )
+            if not ok:
+                raise InputShapeError(
+                    f"input {i} has shape {tuple(x.shape)} but the artifact was exported for {tuple(shape)}"
+                    + (f" with dynamic axes {dyn}" if dyn else "")
+                    + "; export again with --resolution (or --dynamic-resolution) to change it"
+                )
+
+
+class PteRunner(Runner):
+    format = "pte"
+
+    def __init__(self, path: str | Path, *, threads: int | None = None, etdump: bool = False) -> None:
+        with quiet_native_stderr():
+            from executorch.runtime import Runtime, Verification
+
+            runtime = Runtime.get()
+            if threads:
+                from executorch.extension.pybindings import portable_lib
+
+                portable_lib._unsafe_reset_threadpool(int(threads))
+        data = Path(path).read_bytes()
+        try:
+            with quiet_native_stderr():  # XNNPACK probes the CPU when its delegate initializes
+                self.program = runtime.load_program(
+                    data, verification=Verification.InternalConsistency, enable_etdump=etdump,
+                    debug_buffer_size=0,
+                )
+                self.method = self.program.load_method("forward")
+        except (RuntimeError, ValueError) as e:
+            raise ArtifactError(f"ExecuTorch cannot load {Path(path).name}: {str(e).splitlines()[0]}") from None
+        meta = self.method.metadata
+        self.input_shapes = [tuple(meta.input_tensor_meta(i).sizes()) for i in range(meta.num_inputs())]
+
+    def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        try:
+            outs = self.method.execute([x.contiguous() for x in inputs])
+        except RuntimeError as e:
+            raise ArtifactError(f"ExecuTorch failed to run the program: {str(e).splitlines()[0]}") from None
+        return [o.clone() if isinstance(o, torch.Tensor) else torch.as_tensor(o) for o in outs]
+
+    def write_etdump(self, etdump_path: Path) -> None:
+        self.program.write_etdump_result_to_file(str(etdump_path), "")
+
+
+class OnnxRunner(Runner):
+    format = "onnx"
+
+    def __init__(self, path: str | Path, *, threads: int | None = None, profile_prefix: str | None = None) -> None:
+        import onnx
+        import onnxruntime as ort
+
+        try:
+            onnx.checker.check_model(str(path))
+        except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.checker.ValidationError, OSError) as e:
+            raise ArtifactError(f"{Path(path).name} is not a valid ONNX model: {str(e).splitlines()[0]}") from None
+        except Exception as e:  # protobuf DecodeError and friends on corrupt bytes
+            raise ArtifactError(f"{Path(path).name} is not a valid ONNX model: {type(e).__name__}") from None
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        if profile_prefix:
+            opts.enable_profiling = True
+            opts.profile_file_prefix = profile_prefix
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph types
+            raise ArtifactError(f"ONNX Runtime cannot load {Path(path).name}: {str(e).splitlines()[0]}") from None
+        self.inputs = self.session.get_inputs()
+        self.input_shapes = [tuple(d if isinstance(d, int) else -1 for d in i.shape) for i in self.inputs]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def check_inputs(self, inputs, dynamic=None):
+        # Symbolic ONNX dims (-1 here) accept any size.
+        shapes = self.input_shapes
+        dyn = [dict(d or {}) for d in (dynamic or [{}] * len(shapes))]
+        for i, shape in enumerate(shapes):
+            for axis, s in enumerate(shape):
+                if s == -1:
+                    dyn[i].setdefault(str(axis), [0, 1 << 30])
+        super().check_inputs(inputs, dyn)
+
+    def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        feed = {i.name: x.detach().cpu().numpy().astype(np.float32, copy=False) for i, x in zip(self.inputs, inputs)}
+        try:
+            outs = self.session.run(self.output_names, feed)
+        except Exception as e:
+            raise ArtifactError(f"ONNX Runtime failed to run the model: {str(e).splitlines()[0]}") from None
+        return [torch.from_numpy(np.asarray(o)) for o in outs]
+
+    def end_profiling(self) -> Path:
+        return Path(self.session.end_profiling())
+
+
+def make_runner(artifact: OpenedArtifact | str | Path, **kwargs) -> Runner:
+    opened = artifact if isinstance(artifact, OpenedArtifact) else open_artifact(artifact)
+    if opened.format == "pte":
+        return PteRunner(opened.path, **{k: v for k, v in kwargs.items() if k in ("threads", "etdump")})
+    if opened.format == "onnx":
+        return OnnxRunner(opened.path, **{k: v for k, v in kwargs.items() if k in ("threads", "profile_prefix")})
+    raise ArtifactError(f"{opened.path.name}: no host runner for format {opened.format!r}")
+
+
+def runner_from_bytes(data: bytes, fmt: str, **kwargs) -> Runner:
+    """Run freshly serialized bytes (used by export to measure parity before writing)."""
+    suffix = ".pte" if fmt == "pte" else ".onnx"
+    with tempfile.TemporaryDirectory(prefix="edgeml-") as tmp:
+        path = Path(tmp) / f"candidate{suffix}"
+        path.write_bytes(data)
+        return PteRunner(path, **kwargs) if fmt == "pte" else OnnxRunner(path, **kwargs)
+
+
+def timed(fn, *args) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return (time.perf_counter() - t0) * 1e3, out
