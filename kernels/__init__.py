@@ -20,6 +20,22 @@ from .selective_scan import (
     selective_scan_quadratic,
 )
 
+_TRITON_ENTRY_POINTS = {
+    "selective_scan_triton": "._triton_selective_scan",
+    "linear_attention_triton": "._triton_linear_attention",
+}
+
+
+def __getattr__(name: str):
+    # The Triton kernels import triton, which must not happen at `import edgeml` (Triton fixes
+    # compile vs interpret mode at its own import); load them on first use instead.
+    if name in _TRITON_ENTRY_POINTS:
+        import importlib
+
+        return getattr(importlib.import_module(_TRITON_ENTRY_POINTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "current_backend",
     "decomposition_table",
@@ -27,10 +43,12 @@ __all__ = [
     "linear_attention_chunked",
     "linear_attention_naive",
     "linear_attention_quadratic",
+    "linear_attention_triton",
     "selective_scan",
     "selective_scan_chunked",
     "selective_scan_naive",
     "selective_scan_quadratic",
+    "selective_scan_triton",
     "set_backend",
     "use_backend",
 ]
