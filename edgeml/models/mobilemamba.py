@@ -525,7 +525,9 @@ def _config(name: str) -> ModelConfig:
         name=name,
         family="mobilemamba",
         resolution=resolution,
-        stride=64,  # six stride-2 steps (ceil): 224 (S6) gives 4x4 tokens at stage 3
+        # Total downsampling is 64, but each stride-2 step rounds up, so any multiple of 32 is a
+        # valid input (S6 is published at 224 = 3.5 x 64, giving 4x4 tokens at stage 3).
+        stride=32,
         min_resolution=64,
         paper=PAPER,
         extra={"embed_dim": list(arch.embed_dim), "depth": list(arch.depth)},
