@@ -11,6 +11,8 @@ from pathlib import Path
 
 from edgeml.errors import UsageError
 
+# The profile command's phone apps (edgeml.profile.adb.APPS; listed here so --help imports no torch).
+APPS_CHOICES = ("minibench", "edgeml-demo")
 EXPORT_STAGES = ("build", "passes", "capture", "quantize", "lower", "parity", "write")
 
 
@@ -44,14 +46,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="write the full report here")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("profile", help="latency, per-operator time and memory of an artifact")
-    p.add_argument("artifact", type=Path)
-    p.add_argument("--device", default="host", help="host (default)")
-    p.add_argument("--runs", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=5)
+    p = sub.add_parser("profile", help="latency, per-operator time and memory of artifacts, here or on a phone",
+                       description="Profile an artifact on this machine or on an Android phone over adb; "
+                       "compare several side by side (--compare); sweep input resolutions (--resolutions).")
+    p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT")
+    p.add_argument("--device", default="host",
+                   help="host (default), adb (the one attached phone) or adb:SERIAL")
+    p.add_argument("--runs", type=int, default=50, help="timed runs (on a phone: per launch)")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up runs before timing (on a phone: per launch)")
     p.add_argument("--threads", type=int, help="runtime threads (default: the runtime's)")
     p.add_argument("--per-op", action="store_true", help="also print the per-operator table")
     p.add_argument("--json", type=Path, help="write the full report here")
+    p.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="per-operator bars and latency histogram (with --compare: histograms and ratios; "
+                   "with --resolutions: latency vs resolution)")
+    p.add_argument("--compare", action="store_true",
+                   help="run several artifacts in interleaved rounds and print latency ratios against the first")
+    p.add_argument("--resolutions", metavar="R1,R2,...",
+                   help="profile a dynamic-resolution artifact at each square input size (host only)")
+    phone = p.add_argument_group("phone (--device adb)")
+    phone.add_argument("--app", choices=sorted(APPS_CHOICES), default="minibench",
+                       help="benchmark app on the phone: ExecuTorch's org.pytorch.minibench (default) or "
+                       "edgeml's org.edgeml.demo")
+    phone.add_argument("--runner", type=Path, metavar="PATH",
+                       help="an executor_runner binary built for the phone, used instead of an app")
+    phone.add_argument("--repeat", type=int, help="launches per artifact (default 1; 3 with --compare)")
+    phone.add_argument("--cooldown", type=float, default=0.0, metavar="S",
+                       help="seconds of pause before each launch but the first (also between --resolutions)")
+    phone.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                       help="seconds to wait for one launch's results (default 600)")
+    phone.add_argument("--device-dir", default="/data/local/tmp/edgeml",
+                       help="folder on the phone the artifacts are pushed to")
     p.set_defaults(func=cmd_profile)
 
 
@@ -160,22 +185,118 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    if args.device != "host":
-        raise UsageError(f"--device {args.device}: only 'host' is supported in this build")
-    return _profile(args.artifact, runs=args.runs, warmup=args.warmup, threads=args.threads,
-                    per_op=True, json_path=args.json, show_ops=args.per_op)
+    paths = list(args.artifacts)
+    on_phone = args.device != "host"
+    if len(paths) > 1 and not args.compare:
+        raise UsageError("several artifacts: add --compare to time them side by side")
+    if args.compare and len(paths) < 2:
+        raise UsageError("--compare needs at least two artifacts")
+    if args.resolutions and (args.compare or on_phone):
+        raise UsageError("--resolutions runs on the host, for one artifact (not with --compare or --device adb)")
+    if not on_phone:
+        given = [flag for flag, v in (("--runner", args.runner), ("--repeat", args.repeat),
+                                      ("--app", args.app != "minibench"), ("--timeout", args.timeout != 600.0),
+                                      ("--device-dir", args.device_dir != "/data/local/tmp/edgeml")) if v]
+        if args.cooldown and not args.resolutions:
+            given.append("--cooldown")
+        if given:
+            raise UsageError(f"{', '.join(given)}: phone options; add --device adb")
+    elif args.runner is not None and args.app != "minibench":
+        raise UsageError("--app and --runner: choose one way to run the program on the phone")
+    if args.runs < 1 or args.warmup < 0 or args.cooldown < 0 or (args.repeat is not None and args.repeat < 1):
+        raise UsageError("--runs and --repeat must be >= 1, --warmup and --cooldown >= 0")
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        raise UsageError(f"--plot {args.plot}: the chart is a PNG; name it FILE.png")
+    if on_phone:
+        return _profile_phone(args, paths)
+    if args.resolutions:
+        return _profile_resolutions(args, paths[0])
+    if args.compare:
+        return _profile_compare_host(args, paths)
+    return _profile(paths[0], runs=args.runs, warmup=args.warmup, threads=args.threads, per_op=True,
+                    json_path=args.json, show_ops=args.per_op, plot_path=args.plot)
 
 
 def _profile(path: Path, *, runs: int, warmup: int, threads: int | None, per_op: bool,
-             json_path: Path | None, show_ops: bool = True) -> int:
+             json_path: Path | None, show_ops: bool = True, plot_path: Path | None = None) -> int:
     from edgeml.profile.host import format_report, profile_artifact
 
     with _quiet(), _bar(runs + warmup, f"profile {Path(path).name}") as bar:
         report = profile_artifact(path, runs=runs, warmup=warmup, threads=threads, per_op=per_op,
                                   on_run=lambda: bar.update(1))
     print(format_report(report, top=15 if show_ops else 0))
+    _write_outputs(report.to_dict(), json_path, plot_path, lambda p: _plot("report", report, p))
+    return 0
+
+
+def _profile_compare_host(args: argparse.Namespace, paths: list[Path]) -> int:
+    from edgeml.profile.compare import compare_on_host, format_comparison
+
+    total = (args.runs + args.warmup) * len(paths)
+    with _quiet(), _bar(total, f"compare {len(paths)} artifacts") as bar:
+        comparison = compare_on_host(paths, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                                     on_run=lambda: bar.update(1))
+    print(format_comparison(comparison))
+    _write_outputs(comparison.to_dict(), args.json, args.plot,
+                   lambda p: _plot("comparison", comparison, p))
+    return 0
+
+
+def _profile_resolutions(args: argparse.Namespace, path: Path) -> int:
+    from edgeml.profile.resolution import format_sweep, parse_resolutions, sweep_resolutions
+
+    resolutions = parse_resolutions(args.resolutions)
+    total = (args.runs + args.warmup) * len(resolutions)
+    with _quiet(), _bar(total, f"profile {path.name} at {len(resolutions)} resolutions") as bar:
+        reports = sweep_resolutions(path, resolutions, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                                    cooldown_s=args.cooldown, on_run=lambda: bar.update(1))
+    print(format_sweep(reports))
+    _write_outputs({"artifact": path.name, "resolutions": resolutions, "reports": [r.to_dict() for r in reports]},
+                   args.json, args.plot, lambda p: _plot("resolutions", reports, p))
+    return 0
+
+
+def _profile_phone(args: argparse.Namespace, paths: list[Path]) -> int:
+    from edgeml.profile.adb import compare_on_device, parse_device, profile_on_device
+    from edgeml.profile.compare import format_comparison
+    from edgeml.profile.host import format_report
+
+    serial = parse_device(args.device)
+    repeat = args.repeat or (3 if args.compare else 1)
+    kwargs = dict(serial=serial, runs=args.runs, warmup=args.warmup, threads=args.threads, app=args.app,
+                  runner=args.runner, repeat=repeat, cooldown_s=args.cooldown, device_dir=args.device_dir,
+                  timeout_s=args.timeout)
+    with _quiet(), _bar(repeat * len(paths), f"profile on {args.device}") as bar:
+        if args.compare:
+            comparison = compare_on_device(paths, on_launch=lambda: bar.update(1), **kwargs)
+        else:
+            report = profile_on_device(paths, on_launch=lambda: bar.update(1), **kwargs)[0]
+    if args.compare:
+        print(format_comparison(comparison))
+        _write_outputs(comparison.to_dict(), args.json, args.plot, lambda p: _plot("comparison", comparison, p))
+    else:
+        print(format_report(report))
+        _write_outputs(report.to_dict(), args.json, args.plot, lambda p: _plot("report", report, p))
+    return 0
+
+
+def _plot(kind: str, result, path: Path) -> None:
+    from edgeml.profile import plot
+
+    if kind == "report":
+        plot.plot_report(result, path)
+    elif kind == "comparison":
+        plot.plot_comparison(result.reports, result.ratios(), path)
+    else:
+        plot.plot_resolutions(result, path)
+
+
+def _write_outputs(data: dict, json_path: Path | None, plot_path: Path | None, draw) -> None:
     if json_path:
         from edgeml.manifest import atomic_write_json
 
-        atomic_write_json(json_path, report.to_dict())
-    return 0
+        atomic_write_json(json_path, data)
+        print(f"wrote {json_path}")
+    if plot_path:
+        draw(plot_path)
+        print(f"wrote {plot_path}")

@@ -6,6 +6,9 @@ instrumented load. Per-operator rows for .pte are XNNPACK's kernels inside the d
 ETDump through ExecuTorch's Inspector) plus any portable-kernel op; for .onnx they are ORT's
 per-node kernel times. The JSON follows ExecuTorch's benchmark-app metric names where they
 exist (``avg_inference_latency(ms)``, ``trimmean_inference_latency(ms)``, ``model_load_time(ms)``).
+
+``ProfileReport`` is also what ``edgeml.profile.adb`` returns for a phone: a figure the phone's
+tool does not measure is None (or an empty list), and ``unavailable`` says why.
 """
 from __future__ import annotations
 
@@ -65,14 +68,23 @@ class ProfileReport:
     threads: int | None
     runs: int
     warmup: int
-    load_ms: float
+    load_ms: float | None
     latency_ms: list[float]
-    stats: dict[str, float]
+    stats: dict[str, float | None]
     delegation: dict
     peak_rss_mb: float | None
     rss_increase_mb: float | None
     per_op: list[OpTime] = field(default_factory=list)
     per_op_runs: int = 0
+    input_shapes: list[list[int]] = field(default_factory=list)
+    # Phone figures: the app's PSS figure in MB (see ``notes`` for which one).
+    ram_pss_mb: float | None = None
+    # Field name -> why it is None or empty (e.g. the phone's tool does not report it).
+    unavailable: dict[str, str] = field(default_factory=dict)
+    # How the figures were obtained, where that is not the host's default procedure.
+    notes: list[str] = field(default_factory=list)
+    # What the phone's tool returned, as parsed from its output (one entry per launch).
+    raw: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -85,15 +97,21 @@ class ProfileReport:
         parts = Path(self.artifact).stem.rsplit("_", 2)
         name, backend, quant = parts if len(parts) == 3 else (self.model, self.format, self.quantization)
         model = {"name": name, "backend": backend, "quantization": quant}
-        device = {"device": self.device.get("machine", ""), "arch": self.device.get("processor", ""),
-                  "os": self.device.get("os", ""), "totalMem": 0, "availMem": 0}
+        if self.device.get("kind") == "adb":  # the benchmark app's Build.BRAND / Build.MODEL
+            device = {"device": self.device.get("brand", ""), "arch": self.device.get("model", ""),
+                      "os": self.device.get("os", ""), "totalMem": 0, "availMem": 0}
+        else:
+            device = {"device": self.device.get("machine", ""), "arch": self.device.get("processor", ""),
+                      "os": self.device.get("os", ""), "totalMem": 0, "availMem": 0}
         return [
             {"benchmarkModel": model, "metric": metric, "actualValue": value, "targetValue": 0.0, "deviceInfo": device}
             for metric, value in (
-                ("avg_inference_latency(ms)", self.stats["mean"]),
-                ("trimmean_inference_latency(ms)", self.stats["trimmed_mean"]),
+                ("avg_inference_latency(ms)", self.stats.get("mean")),
+                ("trimmean_inference_latency(ms)", self.stats.get("trimmed_mean")),
                 ("model_load_time(ms)", self.load_ms),
+                ("ram_pss_usage(mb)", self.ram_pss_mb),
             )
+            if value is not None
         ]
 
 
@@ -169,6 +187,11 @@ def profile_artifact(
     memory: bool = True,
     on_run: Callable[[], None] | None = None,
 ) -> ProfileReport:
+    """Load ``artifact``, time ``warmup`` + ``runs`` inferences, then (optionally) memory and per-op time.
+
+    ``inputs`` default to seeded random tensors of the manifest's shapes; pass tensors of another
+    size to time a dynamic-shape artifact at that size.
+    """
     if runs < 1 or warmup < 0:
         raise UsageError("--runs must be >= 1 and --warmup >= 0")
     opened = open_artifact(artifact)
@@ -191,20 +214,27 @@ def profile_artifact(
             on_run()
     del runner
     peak, increase = measure_memory(opened.path) if memory else (None, None)
+    unavailable = {}
+    if not memory:
+        unavailable["peak_rss_mb"] = "not asked for"
     ops: list[OpTime] = []
-    if per_op:
+    if not per_op:
+        unavailable["per_op"] = "not asked for"
+    else:
         ops = (_pte_per_op if opened.format == "pte" else _onnx_per_op)(opened.path, x, threads, per_op_runs)
     return ProfileReport(
         artifact=opened.path.name, model=manifest.model_name, format=opened.format,
         quantization=manifest.quantization.get("scheme", "none"), device=host_device(), threads=threads,
         runs=runs, warmup=warmup, load_ms=load_ms, latency_ms=samples, stats=latency_stats(samples),
         delegation=manifest.delegation, peak_rss_mb=peak, rss_increase_mb=increase, per_op=ops,
-        per_op_runs=per_op_runs if per_op else 0,
+        per_op_runs=per_op_runs if per_op else 0, input_shapes=[list(t.shape) for t in x],
+        unavailable=unavailable,
     )
 
 
 _SUFFIX = re.compile(r" #\d+$")
-_SKIP_EVENTS = {"Method::init", "Program::load_method", "Method::execute", "DELEGATE_CALL"}
+# OPERATOR_CALL wraps each portable kernel call, whose own native_call_<op> event is counted instead.
+_SKIP_EVENTS = {"Method::init", "Program::load_method", "Method::execute", "DELEGATE_CALL", "OPERATOR_CALL"}
 
 
 def _pte_per_op(path: Path, x, threads, runs: int) -> list[OpTime]:
@@ -253,14 +283,30 @@ def _rank(totals, runs: int) -> list[OpTime]:
     return sorted(ops, key=lambda o: -o.total_ms)
 
 
+def describe_device(device: dict) -> str:
+    """One line naming the machine a report was measured on."""
+    if device.get("kind") == "adb":
+        soc = f", {device['soc']}" if device.get("soc") else ""
+        return (f"{device.get('brand', '')} {device.get('model', '?')} ({device.get('abi', '?')}{soc}, "
+                f"{device.get('os', 'Android ?')}, serial {device.get('serial', '?')})").strip()
+    cores = f" ({device['cores']} cores)" if device.get("cores") else ""
+    return f"{device.get('processor', '?')}{cores}"
+
+
+def _ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
 def format_report(report: ProfileReport, top: int = 15) -> str:
     s = report.stats
-    lines = [
-        f"{report.artifact} on {report.device['processor']} ({report.device['cores']} cores), "
-        f"threads={report.threads or 'default'}",
-        f"  load {report.load_ms:.1f} ms | latency over {report.runs} runs after {report.warmup} warm-up: "
-        f"min {s['min']:.2f}  p50 {s['p50']:.2f}  p90 {s['p90']:.2f}  trimmed mean {s['trimmed_mean']:.2f} ms",
-    ]
+    shapes = f", input {'x'.join(map(str, report.input_shapes[0]))}" if report.input_shapes else ""
+    lines = [f"{report.artifact} on {describe_device(report.device)}, threads={report.threads or 'default'}{shapes}"]
+    load = f"load {report.load_ms:.1f} ms" if report.load_ms is not None else "load n/a"
+    shown = [f"{label} {_ms(s.get(key))}" for key, label in
+             (("min", "min"), ("p50", "p50"), ("p90", "p90"), ("mean", "mean"), ("trimmed_mean", "trimmed mean"))
+             if s.get(key) is not None or key in ("p50", "trimmed_mean")]
+    lines.append(f"  {load} | latency over {report.runs} runs after {report.warmup} warm-up: "
+                 + "  ".join(shown) + " ms")
     d = report.delegation or {}
     if "compute_share" in d:
         lines.append(f"  delegated to XNNPACK: {d['delegated_nodes']}/{d['total_nodes']} nodes "
@@ -270,6 +316,16 @@ def format_report(report: ProfileReport, top: int = 15) -> str:
     if report.peak_rss_mb is not None:
         lines.append(f"  memory (fresh process): +{report.rss_increase_mb:.1f} MB to load and run the artifact, "
                      f"peak RSS {report.peak_rss_mb:.0f} MB including Python and the runtimes")
+    if report.ram_pss_mb is not None:
+        lines.append(f"  memory (the app's PSS figure): {report.ram_pss_mb:.1f} MB")
+    for note in report.notes:
+        lines.append(f"  note: {note}")
+    if report.device.get("kind") == "adb":  # on the host the gaps are the user's own choice of options
+        by_reason: dict[str, list[str]] = defaultdict(list)
+        for name, why in report.unavailable.items():
+            by_reason[why].append(name)
+        for why, names in by_reason.items():
+            lines.append(f"  not measured: {', '.join(names)}: {why}")
     if report.per_op and top > 0:
         total = sum(o.total_ms for o in report.per_op) or 1.0
         lines.append(f"  per operator (mean per inference over {report.per_op_runs} instrumented runs):")

@@ -1,0 +1,128 @@
+"""Several artifacts timed side by side in one run, with latency ratios against the first.
+
+Machines drift: clocks follow temperature, and other work comes and goes. Timing A to the end and
+then B lets the drift land on one of them. Here the artifacts take turns, one inference each per
+round (on a phone, one app launch each per round, see ``edgeml.profile.adb``), and every round
+starts with the next artifact, so drift and order effects fall on all of them alike. The ratios
+are those of the p50 and of the trimmed mean (middle 80%, ExecuTorch's benchmark-app figure).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeml.errors import UsageError
+from edgeml.profile.host import ProfileReport, _example_inputs, host_device, latency_stats
+from edgeml.runtime.runners import make_runner, open_artifact
+
+RATIO_KEYS = ("p50", "trimmed_mean", "mean")
+
+
+@dataclass
+class Comparison:
+    """One report per artifact, in the order given; ratios are against the first."""
+
+    reports: list[ProfileReport]
+    rounds: int
+    schedule: str
+
+    def ratios(self) -> list[dict[str, float | str | None]]:
+        base = self.reports[0].stats
+        rows = []
+        for report in self.reports:
+            row: dict[str, float | str | None] = {"artifact": report.artifact}
+            for key in RATIO_KEYS:
+                a, b = base.get(key), report.stats.get(key)
+                row[key] = b / a if a and b is not None else None
+            rows.append(row)
+        return rows
+
+    def to_dict(self) -> dict:
+        return {"baseline": self.reports[0].artifact, "rounds": self.rounds, "schedule": self.schedule,
+                "ratios": self.ratios(), "reports": [r.to_dict() for r in self.reports]}
+
+
+def interleaved_order(round_index: int, n: int) -> list[int]:
+    """Artifact indices in the order round ``round_index`` runs them (a rotation per round)."""
+    return [(round_index + k) % n for k in range(n)]
+
+
+def compare_on_host(
+    artifacts: Sequence[str | Path],
+    *,
+    runs: int = 50,
+    warmup: int = 5,
+    threads: int | None = None,
+    on_run: Callable[[], None] | None = None,
+) -> Comparison:
+    """Time ``artifacts`` on this machine in ``runs`` interleaved rounds of one inference each."""
+    if len(artifacts) < 2:
+        raise UsageError("--compare needs at least two artifacts")
+    if runs < 1 or warmup < 0:
+        raise UsageError("--runs must be >= 1 and --warmup >= 0")
+    opened = [open_artifact(a) for a in artifacts]
+    runners, inputs, load_ms = [], [], []
+    for o in opened:
+        t0 = time.perf_counter()
+        runner = make_runner(o, threads=threads)
+        x = _example_inputs(runner, o.manifest)
+        runner.run(x)  # completes loading, as in profile_artifact
+        load_ms.append((time.perf_counter() - t0) * 1e3)
+        runners.append(runner)
+        inputs.append(x)
+    n = len(opened)
+    for r in range(warmup):
+        for i in interleaved_order(r, n):
+            runners[i].run(inputs[i])
+            if on_run:
+                on_run()
+    samples: list[list[float]] = [[] for _ in opened]
+    for r in range(runs):
+        for i in interleaved_order(r, n):
+            t = time.perf_counter()
+            runners[i].run(inputs[i])
+            samples[i].append((time.perf_counter() - t) * 1e3)
+            if on_run:
+                on_run()
+    device = host_device()
+    why = "not measured with --compare (profile the artifact alone for it)"
+    reports = [
+        ProfileReport(
+            artifact=o.path.name, model=o.manifest.model_name, format=o.format,
+            quantization=o.manifest.quantization.get("scheme", "none"), device=device, threads=threads,
+            runs=runs, warmup=warmup, load_ms=load, latency_ms=s, stats=latency_stats(s),
+            delegation=o.manifest.delegation, peak_rss_mb=None, rss_increase_mb=None,
+            input_shapes=[list(t.shape) for t in x],
+            unavailable={"peak_rss_mb": why, "per_op": why},
+            notes=[f"timed in {runs} interleaved rounds with {n - 1} other artifact(s), one inference each"],
+        )
+        for o, load, s, x in zip(opened, load_ms, samples, inputs)
+    ]
+    return Comparison(reports, runs, "interleaved inferences (one per artifact per round, rotating start)")
+
+
+def format_comparison(comparison: Comparison) -> str:
+    from edgeml.profile.host import describe_device
+
+    first = comparison.reports[0]
+    width = max(len(r.artifact) for r in comparison.reports) + 2
+    lines = [
+        f"compared {len(comparison.reports)} artifacts on {describe_device(first.device)}: "
+        f"{comparison.rounds} rounds, {comparison.schedule}",
+        f"  {'artifact':<{width}}{'p50 ms':>10}{'trimmed ms':>12}{'p50 ratio':>11}{'trimmed ratio':>15}",
+    ]
+
+    def num(v: float | None, fmt: str) -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    for report, ratio in zip(comparison.reports, comparison.ratios()):
+        s = report.stats
+        lines.append(f"  {report.artifact:<{width}}{num(s.get('p50'), '.3f'):>10}"
+                     f"{num(s.get('trimmed_mean'), '.3f'):>12}{num(ratio['p50'], '.3f'):>11}"
+                     f"{num(ratio['trimmed_mean'], '.3f'):>15}")
+    lines.append(f"  ratios are latency / latency of {first.artifact} (below 1 = faster)")
+    if first.stats.get("p50") is None:
+        lines.append(f"  p50: {first.unavailable.get('stats.p50', 'not reported by the device tool')}")
+    return "\n".join(lines)

@@ -1,0 +1,124 @@
+"""Host side of edgeml profile: --compare (interleaved), --plot (real PNGs), --resolutions (dynamic sizes).
+
+The artifacts are real XNNPACK programs of a tiny network (profile_helpers.TinyNet, with one op
+XNNPACK does not take, so the charts have delegated and portable bars), exported once per module.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+from profile_helpers import tiny_pte
+
+from edgeml.cli import main
+from edgeml.errors import InputShapeError
+from edgeml.profile.compare import compare_on_host, interleaved_order
+from edgeml.profile.plot import DELEGATED_COLOR, PNG_SIZE, PORTABLE_COLOR
+from edgeml.profile.resolution import sweep_resolutions
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    return {
+        "small": tiny_pte(folder, "tinynet_xnnpack_fp32.pte", width=8),
+        # 8x the channels and 3 body convolutions: many times the arithmetic of "small".
+        "large": tiny_pte(folder, "tinynetwide_xnnpack_fp32.pte", width=64, depth=3),
+        "dynamic": tiny_pte(folder, "tinynetdyn_xnnpack_fp32.pte", width=16, dynamic=(32, 256)),
+    }
+
+
+def _png(path):
+    with Image.open(path) as img:
+        img.load()
+        assert img.format == "PNG"
+        return img.convert("RGB")
+
+
+def _has_color(img, hex_color: str, min_pixels: int = 50) -> bool:
+    rgb = tuple(int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    counts = {color: n for n, color in img.getcolors(maxcolors=img.width * img.height)}
+    return counts.get(rgb, 0) >= min_pixels
+
+
+def test_interleaved_order_rotates():
+    assert [interleaved_order(r, 3) for r in range(3)] == [[0, 1, 2], [1, 2, 0], [2, 0, 1]]
+
+
+def test_single_profile_with_plot_and_json(tiny, tmp_path, capsys):
+    png, out_json = tmp_path / "ops.png", tmp_path / "ops.json"
+    assert main(["profile", str(tiny["small"]), "--runs", "12", "--warmup", "2", "--per-op",
+                 "--plot", str(png), "--json", str(out_json)]) == 0
+    assert "p50" in capsys.readouterr().out
+    img = _png(png)
+    assert img.size == PNG_SIZE
+    # Delegated (XNNPACK) and portable (the flip, the mean) bars, each in its own colour.
+    assert _has_color(img, DELEGATED_COLOR) and _has_color(img, PORTABLE_COLOR)
+    report = json.loads(out_json.read_text())
+    assert len(report["latency_ms"]) == 12 and report["input_shapes"] == [[1, 3, 64, 64]]
+    where = {o["delegated"] for o in report["per_op"]}
+    assert where == {True, False}
+
+
+def test_compare_on_host(tiny, tmp_path, capsys):
+    png, out_json = tmp_path / "cmp.png", tmp_path / "cmp.json"
+    assert main(["profile", str(tiny["small"]), str(tiny["large"]), "--compare", "--runs", "15", "--warmup", "2",
+                 "--plot", str(png), "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    assert "trimmed ratio" in printed and "tinynetwide_xnnpack_fp32.pte" in printed
+    data = json.loads(out_json.read_text())
+    assert [len(r["latency_ms"]) for r in data["reports"]] == [15, 15]
+    small, large = data["ratios"]
+    assert small["p50"] == pytest.approx(1.0) and small["trimmed_mean"] == pytest.approx(1.0)
+    # The wide network does about 100x the arithmetic; even on a busy machine it is clearly slower.
+    assert large["p50"] > 2 and large["trimmed_mean"] > 2
+    assert large["p50"] == pytest.approx(data["reports"][1]["stats"]["p50"] / data["reports"][0]["stats"]["p50"])
+    assert _png(png).size == PNG_SIZE
+
+
+def test_compare_api_times_every_artifact_every_round(tiny):
+    calls = []
+    comparison = compare_on_host([tiny["small"], tiny["small"]], runs=4, warmup=1, on_run=lambda: calls.append(1))
+    assert len(calls) == 2 * (4 + 1)
+    assert [len(r.latency_ms) for r in comparison.reports] == [4, 4]
+    assert "peak_rss_mb" in comparison.reports[0].unavailable
+
+
+def test_resolutions_sweep(tiny, tmp_path, capsys):
+    png, out_json = tmp_path / "res.png", tmp_path / "res.json"
+    assert main(["profile", str(tiny["dynamic"]), "--resolutions", "64,128,256", "--runs", "8", "--warmup", "2",
+                 "--plot", str(png), "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    assert "64x64" in printed and "256x256" in printed and "ms/MP" in printed
+    data = json.loads(out_json.read_text())
+    assert data["resolutions"] == [64, 128, 256]
+    assert [r["input_shapes"][0] for r in data["reports"]] == [[1, 3, s, s] for s in (64, 128, 256)]
+    p50 = [r["stats"]["p50"] for r in data["reports"]]
+    assert p50[2] > p50[0]  # 16x the pixels
+    assert _png(png).size == PNG_SIZE
+
+
+def test_resolutions_outside_the_range_or_on_a_static_artifact(tiny, capsys):
+    with pytest.raises(InputShapeError, match="32..256 x 32..256 pixels; 512 is outside"):
+        sweep_resolutions(tiny["dynamic"], [64, 512], runs=1, warmup=0)
+    assert main(["profile", str(tiny["small"]), "--resolutions", "64,128"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "static 64x64 input, so it cannot run at 128x128" in err[0]
+    assert "export it with a dynamic resolution" in err[0]
+    # Its own size is fine.
+    [report] = sweep_resolutions(tiny["small"], [64], runs=2, warmup=0)
+    assert report.input_shapes == [[1, 3, 64, 64]]
+
+
+def test_usage_errors(tiny, capsys):
+    for argv, expected in (
+        (["profile", str(tiny["small"]), "--compare"], "at least two artifacts"),
+        (["profile", str(tiny["small"]), str(tiny["large"])], "add --compare"),
+        (["profile", str(tiny["small"]), "--resolutions", "64,x"], "expected integers"),
+        (["profile", str(tiny["small"]), "--plot", "chart.svg"], "name it FILE.png"),
+        (["profile", str(tiny["small"]), str(tiny["large"]), "--compare", "--resolutions", "64"], "for one artifact"),
+    ):
+        assert main(argv) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], (argv, err)
