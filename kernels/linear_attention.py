@@ -197,8 +197,10 @@ def linear_attention_chunked(
     if not causal:
         out = _non_causal(q, k, v, scale, eps)
     else:
-        # The padded tail is sliced off; contiguous() makes the strides match the fake kernel.
-        out = _causal_chunked(q, k, v, log_decay, scale, chunk_size).contiguous()
+        # The padded tail is sliced off; the clone makes the strides match the fake kernel and
+        # keeps the exported graph identical whether or not t is a multiple of the chunk (a
+        # conditional .contiguous() would add a node only when there is padding).
+        out = _causal_chunked(q, k, v, log_decay, scale, chunk_size).clone(memory_format=torch.contiguous_format)
     return out.to(q.dtype)
 
 

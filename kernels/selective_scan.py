@@ -155,29 +155,32 @@ def _scan_chunked(log_decay: Tensor, inp: Tensor, chunk_size: int) -> Tensor:
     decay = torch.exp(log_decay)
 
     # Up-sweep: combine neighbours pairwise, keeping the left elements for the down-sweep.
-    a, x = decay, inp
+    # Pairs are taken as slices of a (..., m, 2) view and kept with a trailing dim of 1, and
+    # halves are rejoined with cat: slice/cat/reshape lower to XNNPACK, select/stack do not.
+    a = decay.unflatten(-1, (-1, 1))
+    x = inp.unflatten(-1, (-1, 1))
     lefts = []
     for level in range(levels):
-        a2 = a.unflatten(-1, (-1, 2))
-        x2 = x.unflatten(-1, (-1, 2))
-        a0, a1, x0, x1 = a2[..., 0], a2[..., 1], x2[..., 0], x2[..., 1]
-        lefts.append((a0, x0))
+        a2 = a.reshape(*a.shape[:-2], -1, 2)
+        x2 = x.reshape(*x.shape[:-2], -1, 2)
+        a0, a1, x0, x1 = a2[..., :1], a2[..., 1:], x2[..., :1], x2[..., 1:]
+        lefts.append((a0, x0, a1, x1))
         x = torch.addcmul(x1, a1, x0)
         if level + 1 < levels:
             a = a0 * a1
     # x is now each chunk's end state from a zero start. Chunk decays as sums of logs.
     chunk_log_decay = log_decay.unflatten(-1, (-1, chunk_size)).sum(-1)
-    entry = _chunk_entry_states(chunk_log_decay, x)
+    entry = _chunk_entry_states(chunk_log_decay, x[..., 0])[..., None]
 
     # Down-sweep: the right element of a pair enters with the left element's exit state. The
     # last level produces the token states directly (no separate entry tensor for tokens).
-    for a0, x0 in reversed(lefts[1:]):
+    for a0, x0, _, _ in reversed(lefts[1:]):
         right_entry = torch.addcmul(x0, a0, entry)
-        entry = torch.stack([entry, right_entry], dim=-1).flatten(-2)
-    a2, x2 = decay.unflatten(-1, (-1, 2)), inp.unflatten(-1, (-1, 2))
-    h_left = torch.addcmul(x2[..., 0], a2[..., 0], entry)
-    h_right = torch.addcmul(x2[..., 1], a2[..., 1], h_left)
-    h = torch.stack([h_left, h_right], dim=-1).flatten(-2)
+        entry = torch.cat([entry, right_entry], dim=-1).reshape(*entry.shape[:-2], -1, 1)
+    a0, x0, a1, x1 = lefts[0]
+    h_left = torch.addcmul(x0, a0, entry)
+    h_right = torch.addcmul(x1, a1, h_left)
+    h = torch.cat([h_left, h_right], dim=-1).flatten(-2)
     return h[..., :l]
 
 
