@@ -65,11 +65,53 @@ class Artifact:
         return self.path.stat().st_size
 
 
-def artifact_name(model: str, fmt: str, quantize: str, resolution: int, default_resolution: int) -> str:
-    """ExecuTorch benchmark naming: ``<model>_<backend>_<quant>`` (resolution tagged if not default)."""
+def artifact_name(model: str, fmt: str, quantize: str, resolution: int, default_resolution: int, *,
+                  batch: int = 1, dynamic_batch: bool = False,
+                  dynamic_resolution: tuple[int, int] | None = None) -> str:
+    """ExecuTorch benchmark naming ``<model>_<backend>_<quant>``; the model part is tagged with a
+    non-default resolution (``_r512``), a dynamic range (``_r256-1024``) or batch (``_b4``, ``_bdyn16``)."""
     backend, suffix = FORMATS[fmt]
-    tag = model if resolution == default_resolution else f"{model}_r{resolution}"
+    tag = model
+    if dynamic_resolution is not None:
+        tag += f"_r{dynamic_resolution[0]}-{dynamic_resolution[1]}"
+    elif resolution != default_resolution:
+        tag += f"_r{resolution}"
+    if dynamic_batch:
+        tag += f"_bdyn{batch}"
+    elif batch != 1:
+        tag += f"_b{batch}"
     return f"{tag}_{backend}_{QUANT_TAGS[quantize]}{suffix}"
+
+
+def _dynamic_spec(config: ModelConfig, max_batch: int | None, resolution_range: tuple[int, int] | None
+                  ) -> tuple[dict[str, list[int]], object | None]:
+    """(manifest axes {axis: [min, max]}, torch.export dynamic_shapes) for the image input."""
+    from torch.export import Dim
+
+    axes: dict[str, list[int]] = {}
+    shapes: dict[int, object] = {}
+    if max_batch is not None:
+        axes["0"] = [1, max_batch]
+        shapes[0] = Dim("batch", min=1, max=max_batch)
+    if resolution_range is not None:
+        lo, hi = resolution_range
+        s = config.stride
+        # Derived dims encode "multiple of the stride", which the backbone's reshapes rely on.
+        h, w = Dim("h_blocks", min=lo // s, max=hi // s), Dim("w_blocks", min=lo // s, max=hi // s)
+        shapes[2], shapes[3] = s * h, s * w
+        axes["2"] = axes["3"] = [lo, hi]
+    return axes, ((shapes,) if shapes else None)
+
+
+def _preprocessing_record(pre: Preprocessing, config: ModelConfig, batch: int, dynamic_batch: bool) -> dict:
+    record = pre.to_dict()
+    tiling = dict(config.extra.get("tiling", {}))
+    if tiling:
+        # Tile encoders: the host cuts the image into tiles (edgeml.dynres) and runs them
+        # `batch` at a time; each tile is preprocessed with the mean/std above.
+        tiling.update(tile=config.resolution, batch=batch, dynamic_batch=dynamic_batch)
+        record["tiling"] = tiling
+    return record
 
 
 def check_resolution(config: ModelConfig, resolution: int) -> None:
@@ -106,9 +148,10 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram) -> torch.export
     return exported.run_decompositions(table)
 
 
-def _capture(model: nn.Module, example_inputs: tuple) -> torch.export.ExportedProgram:
+def _capture(model: nn.Module, example_inputs: tuple, dynamic_shapes: object | None = None
+             ) -> torch.export.ExportedProgram:
     try:
-        return torch.export.export(model, example_inputs)
+        return torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise LoweringError(f"torch.export failed: {first}") from e
@@ -135,9 +178,19 @@ def export(
     verify_images: str | Path | None = None,
     min_sqnr: float | None = None,
     seed: int = 0,
+    batch: int = 1,
+    dynamic_batch: bool = False,
+    dynamic_resolution: tuple[int, int] | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> Artifact:
-    """Export zoo model ``model`` to ``format`` ("pte" | "onnx"), fp32 or int8; see module doc."""
+    """Export zoo model ``model`` to ``format`` ("pte" | "onnx"), fp32 or int8; see module doc.
+
+    ``batch`` fixes the program's batch (a tile encoder runs tiles ``batch`` at a time);
+    ``dynamic_batch`` makes it any batch in 1..``batch``. ``dynamic_resolution=(lo, hi)`` makes
+    one program accept any height and width in [lo, hi] that are multiples of the model's stride;
+    the same dynamic shapes are used for the exports before and after quantization.
+    """
     from edgeml.quantize import calibration_images as _calibration_paths
     from edgeml.quantize import check_scheme, load_inputs
 
@@ -150,17 +203,32 @@ def export(
     resolution = int(resolution or config.resolution)
     check_resolution(config, resolution)
     config = config.with_resolution(resolution)
+    if batch < 1 or (dynamic_batch and batch < 2):
+        raise UsageError("batch must be >= 1 (>= 2 with a dynamic batch: it is the maximum)")
+    if dynamic_resolution is not None:
+        lo, hi = (int(v) for v in dynamic_resolution)
+        for r in (lo, hi):
+            check_resolution(config, r)
+        if not lo <= resolution <= hi or lo == hi:
+            raise UsageError(f"dynamic resolution {lo}:{hi} must be a range that contains {resolution}")
+        dynamic_resolution = (lo, hi)
     pre = Preprocessing.for_resolution(resolution, config.mean, config.std)
     calib_paths = _calibration_paths(calibration, calibration_images) if quantize != "none" else []
     verify_paths = _calibration_paths(verify_images) if verify_images else sample_images()
     out_dir = Path(output_dir)
-    name = artifact_name(model, format, quantize, resolution, get_model_config(model).resolution)
+    name = artifact_name(model, format, quantize, resolution, get_model_config(model).resolution,
+                         batch=batch, dynamic_batch=dynamic_batch, dynamic_resolution=dynamic_resolution)
     target = out_dir / name
 
     say("build")
-    kwargs = {"resolution": resolution} if "resolution" in _builder_params(model) else {}
+    kwargs = dict(model_kwargs or {})
+    if "resolution" in _builder_params(model):
+        kwargs["resolution"] = resolution
     reference = create_model(model, checkpoint=checkpoint, seed=seed, **kwargs)
-    example = (load_inputs(verify_paths[:1], pre)[0],)
+    example_batch = 2 if dynamic_batch else batch  # a dynamic dim must not be traced at size 1
+    example = (torch.cat([load_inputs([verify_paths[i % len(verify_paths)]], pre)[0]
+                          for i in range(example_batch)]),)
+    dynamic_axes, dynamic_shapes = _dynamic_spec(config, batch if dynamic_batch else None, dynamic_resolution)
 
     say("passes")
     prepared = prepare_for_export(reference, example)
@@ -172,8 +240,9 @@ def export(
             say("quantize")
             from edgeml.quantize import quantize_pt2e
 
-            prepared = quantize_pt2e(prepared, example, calib_inputs)
-        exported = decompose_custom_ops(_capture(prepared, example))
+            calib = [torch.cat([x] * example_batch) for x in calib_inputs]
+            prepared = quantize_pt2e(prepared, example, calib, dynamic_shapes=dynamic_shapes)
+        exported = decompose_custom_ops(_capture(prepared, example, dynamic_shapes))
         say("lower")
         from edgeml.export.pte import lower_to_pte
 
@@ -184,7 +253,7 @@ def export(
             raise LoweringError(f"lowering to ExecuTorch failed: {first}") from e
         delegation_dict = delegation.to_dict()
     else:
-        exported = decompose_custom_ops(_capture(prepared, example))
+        exported = decompose_custom_ops(_capture(prepared, example, dynamic_shapes))
         n_out = len(_as_list(exported.module()(*example)))
         say("lower")
         from edgeml.export.onnx import lower_to_onnx
@@ -209,7 +278,16 @@ def export(
     from edgeml.runtime.verify import measure_parity
 
     runner = runner_from_bytes(data, format)
-    parity = measure_parity(reference, runner, verify_paths, pre, config)
+    runner.dynamic_axes = [dynamic_axes]
+    parity = measure_parity(reference, runner, verify_paths, pre, config, batch=example_batch)
+    if dynamic_resolution is not None:
+        # One program, several shapes: check the ends of the range too (two images each).
+        parity["resolutions"] = {}
+        for r in sorted({dynamic_resolution[0], resolution, dynamic_resolution[1]}):
+            p_r = Preprocessing.for_resolution(r, config.mean, config.std)
+            sub = parity if r == resolution else measure_parity(reference, runner, verify_paths[:2], p_r, config)
+            parity["resolutions"][str(r)] = sub["worst_sqnr_db"]
+        parity["worst_sqnr_db"] = min(parity["resolutions"].values())
     threshold = DEFAULT_MIN_SQNR[quantize] if min_sqnr is None else float(min_sqnr)
     parity["threshold_db"] = threshold
     if min_sqnr is not None and parity["worst_sqnr_db"] < threshold:
@@ -219,15 +297,15 @@ def export(
         )
 
     say("write")
-    outputs = _as_list(reference(example[0]))
+    outputs = [o[:1].expand(batch, *o.shape[1:]) for o in _as_list(reference(example[0][:1]))]
     manifest = Manifest(
         artifact={"file": name, "format": format, "backend": FORMATS[format][0], "sha256": "", "size_bytes": 0},
         model={"name": model, "config": config.to_dict(), "weights": _weights_record(checkpoint, seed),
                "kwargs": kwargs},
-        inputs=[TensorSpec("image", list(example[0].shape), "float32", "NCHW")],
+        inputs=[TensorSpec("image", [batch, *example[0].shape[1:]], "float32", "NCHW", dynamic=dynamic_axes)],
         outputs=[TensorSpec(n, list(o.shape), "float32", layout="", kind=config.output)
                  for n, o in zip(_output_names(config, len(outputs)), outputs)],
-        preprocessing=pre.to_dict(),
+        preprocessing=_preprocessing_record(pre, config, batch, dynamic_batch),
         quantization={"scheme": quantize, "description": _scheme_description(quantize),
                       "calibration": {"images": len(calib_paths),
                                       "source": str(calibration) if calibration else "edgeml sample images"},

@@ -46,9 +46,14 @@ def quantize_pt2e(
     example_inputs: tuple,
     calibration: Sequence[torch.Tensor],
     *,
+    dynamic_shapes: object | None = None,
     on_batch: Callable[[], None] | None = None,
 ) -> nn.Module:
-    """Static int8 PT2E for XNNPACK; returns the converted (Q/DQ) graph module."""
+    """Static int8 PT2E for XNNPACK; returns the converted (Q/DQ) graph module.
+
+    ``dynamic_shapes`` must be the ones the final export uses too: a program captured static
+    here and dynamic later fails at run time with "Attempted to resize a static tensor".
+    """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -58,7 +63,7 @@ def quantize_pt2e(
     quantizer = XNNPACKQuantizer().set_global(
         get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
     )
-    graph = torch.export.export(model, example_inputs).module()
+    graph = torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes).module()
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for x in calibration:

@@ -70,6 +70,7 @@ class Runner:
 
     format: str
     input_shapes: list[tuple[int, ...]]
+    dynamic_axes: list[dict] = []  # per input {axis: [min, max]}, from the manifest
 
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         raise NotImplementedError
@@ -78,7 +79,7 @@ class Runner:
         if len(inputs) != len(self.input_shapes):
             raise InputShapeError(f"artifact takes {len(self.input_shapes)} inputs, got {len(inputs)}")
         for i, (x, shape) in enumerate(zip(inputs, self.input_shapes)):
-            dyn = (dynamic[i] if dynamic else {}) or {}
+            dyn = ((dynamic or self.dynamic_axes or [{}] * len(inputs))[i]) or {}
             ok = x.dim() == len(shape) and all(
                 str(a) in dyn and dyn[str(a)][0] <= s <= dyn[str(a)][1] or s == e
                 for a, (s, e) in enumerate(zip(x.shape, shape))
@@ -159,7 +160,7 @@ class OnnxRunner(Runner):
     def check_inputs(self, inputs, dynamic=None):
         # Symbolic ONNX dims (-1 here) accept any size.
         shapes = self.input_shapes
-        dyn = [dict(d or {}) for d in (dynamic or [{}] * len(shapes))]
+        dyn = [dict(d or {}) for d in (dynamic or self.dynamic_axes or [{}] * len(shapes))]
         for i, shape in enumerate(shapes):
             for axis, s in enumerate(shape):
                 if s == -1:
@@ -180,11 +181,15 @@ class OnnxRunner(Runner):
 
 def make_runner(artifact: OpenedArtifact | str | Path, **kwargs) -> Runner:
     opened = artifact if isinstance(artifact, OpenedArtifact) else open_artifact(artifact)
+    runner: Runner
     if opened.format == "pte":
-        return PteRunner(opened.path, **{k: v for k, v in kwargs.items() if k in ("threads", "etdump")})
-    if opened.format == "onnx":
-        return OnnxRunner(opened.path, **{k: v for k, v in kwargs.items() if k in ("threads", "profile_prefix")})
-    raise ArtifactError(f"{opened.path.name}: no host runner for format {opened.format!r}")
+        runner = PteRunner(opened.path, **{k: v for k, v in kwargs.items() if k in ("threads", "etdump")})
+    elif opened.format == "onnx":
+        runner = OnnxRunner(opened.path, **{k: v for k, v in kwargs.items() if k in ("threads", "profile_prefix")})
+    else:
+        raise ArtifactError(f"{opened.path.name}: no host runner for format {opened.format!r}")
+    runner.dynamic_axes = [dict(spec.dynamic) for spec in opened.manifest.inputs]
+    return runner
 
 
 def runner_from_bytes(data: bytes, fmt: str, **kwargs) -> Runner:

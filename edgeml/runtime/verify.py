@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgeml.errors import ArtifactError, CheckpointError, UsageError
+from edgeml.errors import ArtifactError, CheckpointError, InputShapeError, UsageError
 from edgeml.images import Preprocessing, load_image, sample_images
 from edgeml.manifest import Manifest, sha256_file
 from edgeml.models._registry import ModelConfig
@@ -37,23 +37,31 @@ def measure_parity(
     pre: Preprocessing,
     config: ModelConfig,
     *,
+    batch: int = 1,
     on_image: Callable[[], None] | None = None,
 ) -> dict:
+    """Run every image through both; a batch-``batch`` program gets images ``batch`` at a time
+    (the last batch is filled by cycling through the images, and the repeats are not scored)."""
     refs: list[list[torch.Tensor]] = []
     outs: list[list[torch.Tensor]] = []
     per_image = []
-    for path in images:
-        x = pre(load_image(path))
+    paths = list(images)
+    for start in range(0, len(paths), batch):
+        chunk = [paths[(start + i) % len(paths)] for i in range(batch)]
+        real = min(batch, len(paths) - start)
+        x = torch.cat([pre(load_image(p)) for p in chunk])
         runner.check_inputs([x])
-        r = [t.float() for t in _as_list(reference(x))]
-        o = [t.float() for t in runner.run([x])]
+        r = [t.float()[:real] for t in _as_list(reference(x))]
+        o = [t.float()[:real] for t in runner.run([x])]
         if len(r) != len(o):
             raise ArtifactError(f"artifact returns {len(o)} outputs, the reference {len(r)}")
-        refs.append(r)
-        outs.append(o)
-        per_image.append({"image": path.name, "sqnr_db": [_round(sqnr_db(a, b)) for a, b in zip(r, o)]})
-        if on_image:
-            on_image()
+        for i in range(real):
+            refs.append([t[i:i + 1] for t in r])
+            outs.append([t[i:i + 1] for t in o])
+            per_image.append({"image": chunk[i].name,
+                              "sqnr_db": [_round(sqnr_db(a[i], b[i])) for a, b in zip(r, o)]})
+            if on_image:
+                on_image()
     names = [config.output] if len(refs[0]) == 1 else [f"{config.output}_{i}" for i in range(len(refs[0]))]
     outputs = {}
     for k, name in enumerate(names):
@@ -67,7 +75,7 @@ def measure_parity(
                          for key, v in m.items()}
     worst = min(min(o["sqnr_db"], o["image_sqnr_db"]["min"]) for o in outputs.values())
     return {"reference": "eager (PyTorch, CPU)", "runtime": _runtime_name(runner),
-            "images": [p.name for p in images], "outputs": outputs, "per_image": per_image,
+            "images": [p.name for p in paths], "outputs": outputs, "per_image": per_image,
             "worst_sqnr_db": _round(worst)}
 
 
@@ -127,6 +135,7 @@ def verify_artifact(
     images: str | Path | None = None,
     min_sqnr: float | None = None,
     checkpoint: str | Path | None = None,
+    resolution: int | None = None,
     on_image: Callable[[], None] | None = None,
 ) -> VerifyReport:
     from edgeml.images import list_images
@@ -146,7 +155,16 @@ def verify_artifact(
     pre = Preprocessing.from_dict(manifest.preprocessing)
     paths = list_images(images) if images is not None else sample_images()
     runner = make_runner(opened)
-    parity = measure_parity(reference, runner, paths, pre, config, on_image=on_image)
+    batch = int(manifest.inputs[0].shape[0]) if manifest.inputs else 1
+    if resolution is not None:
+        dyn = manifest.inputs[0].dynamic if manifest.inputs else {}
+        if resolution != pre.crop and not ("2" in dyn and dyn["2"][0] <= resolution <= dyn["2"][1]):
+            raise InputShapeError(f"{opened.path.name} takes {pre.crop}x{pre.crop} inputs"
+                                  + (f" or {dyn['2'][0]}..{dyn['2'][1]}" if "2" in dyn else "")
+                                  + f", not {resolution}")
+        pre = Preprocessing.from_dict({**manifest.preprocessing, "crop": resolution,
+                                       "resize_shorter": resolution})
+    parity = measure_parity(reference, runner, paths, pre, config, batch=batch, on_image=on_image)
     scheme = manifest.quantization.get("scheme", "none")
     threshold = DEFAULT_MIN_SQNR.get(scheme, 25.0) if min_sqnr is None else float(min_sqnr)
     return VerifyReport(opened.path, parity, threshold)
