@@ -36,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-sqnr", type=float, help="threshold in dB (default 60 fp32, 25 int8)")
     p.add_argument("--images", type=Path, help="images for the parity check (default: samples)")
     p.add_argument("--profile", action="store_true", help="profile the artifact on this machine after export")
+    p.add_argument("--tiles-per-batch", type=int, default=1, metavar="N",
+                   help="batch of the exported program (a tile encoder runs N tiles at a time; BlueLM uses 4)")
+    p.add_argument("--dynamic-batch", action="store_true",
+                   help="make the batch dimension dynamic, 1..--tiles-per-batch")
+    p.add_argument("--dynamic-resolution", metavar="MIN:MAX", type=_resolution_range,
+                   help="one program for every height/width in MIN..MAX that is a multiple of the stride")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("verify", help="compare an artifact with its PyTorch reference on real images")
@@ -43,8 +49,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=Path, help="folder of images (default: samples)")
     p.add_argument("--min-sqnr", type=float, help="threshold in dB (default 60 fp32, 25 int8)")
     p.add_argument("--checkpoint", type=Path, help="checkpoint for the reference (default: the manifest's)")
+    p.add_argument("--resolution", type=int, action="append",
+                   help="input size to verify at (repeatable; for dynamic-resolution artifacts)")
     p.add_argument("--json", type=Path, help="write the full report here")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("encode", help="run the dynamic-resolution tile front end on an image (host)")
+    p.add_argument("image", type=Path)
+    p.add_argument("--artifact", type=Path, required=True, help="an exported tile encoder (.pte or .onnx)")
+    p.add_argument("--policy", choices=("relaxed", "llava_next", "internvl"), help="default: the manifest's")
+    p.add_argument("--max-grid", type=int, help="largest grid side (default: the manifest's)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--tokens", type=Path, help="save the tokens as .npy")
+    p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("profile", help="latency, per-operator time and memory of artifacts, here or on a phone",
                        description="Profile an artifact on this machine or on an Android phone over adb; "
@@ -146,6 +163,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint, calibration=args.calibration,
             calibration_images=args.calibration_images, output_dir=args.output_dir,
             verify_images=args.images, min_sqnr=threshold, seed=args.seed, progress=progress,
+            batch=args.tiles_per_batch, dynamic_batch=args.dynamic_batch,
+            dynamic_resolution=args.dynamic_resolution,
         )
     m = artifact.manifest
     print(f"wrote {artifact.path} ({artifact.size_bytes / 1e6:.2f} MB) and {artifact.manifest_path.name} "
@@ -172,16 +191,81 @@ def cmd_verify(args: argparse.Namespace) -> int:
         from edgeml.images import list_images, sample_images
 
         n = len(list_images(args.images)) if args.images else len(sample_images())
-        with _bar(n, f"verify {args.artifact.name}") as bar:
-            report = verify_artifact(args.artifact, images=args.images, min_sqnr=args.min_sqnr,
-                                     checkpoint=args.checkpoint, on_image=lambda: bar.update(1))
-    print(format_report(report))
+        reports = []
+        for resolution in args.resolution or [None]:
+            with _bar(n, f"verify {args.artifact.name}" + (f" at {resolution}" if resolution else "")) as bar:
+                reports.append(verify_artifact(args.artifact, images=args.images, min_sqnr=args.min_sqnr,
+                                               checkpoint=args.checkpoint, resolution=resolution,
+                                               on_image=lambda: bar.update(1)))
+    for resolution, report in zip(args.resolution or [None], reports):
+        if resolution:
+            print(f"at {resolution}x{resolution}:")
+        print(format_report(report))
+    report = min(reports, key=lambda r: r.parity["worst_sqnr_db"] - r.threshold_db)
     if args.json:
         from edgeml.manifest import atomic_write_json
 
         atomic_write_json(args.json, {"artifact": str(report.artifact), "threshold_db": report.threshold_db,
                                       "passed": report.passed, **report.parity})
     return 0 if report.passed else 3
+
+
+def _resolution_range(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX, e.g. 256:1024, got {text!r}") from None
+    return lo, hi
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+    import torch
+
+    from edgeml.dynres import encode_image
+    from edgeml.errors import ArtifactError
+    from edgeml.runtime.runners import make_runner, open_artifact
+
+    with _quiet():
+        opened = open_artifact(args.artifact)
+        pre = opened.manifest.preprocessing or {}
+        tiling = pre.get("tiling")
+        if not tiling:
+            raise ArtifactError(f"{args.artifact.name} is not a tile encoder (its manifest has no tiling)")
+        runner = make_runner(opened, threads=args.threads)
+        batch = int(opened.manifest.inputs[0].shape[0])
+        dynamic = bool(tiling.get("dynamic_batch"))
+
+        def run(chunk):
+            # A fixed-batch program gets the remainder padded with copies of its last tile;
+            # only the real tiles' tokens are kept (BlueLM pads 9 tiles as 4 + 4 + 1 -> 4).
+            n = chunk.shape[0]
+            if not dynamic and n < batch:
+                chunk = torch.cat([chunk, chunk[-1:].expand(batch - n, *chunk.shape[1:])])
+            return runner.run([chunk])[0][:n]
+
+        t0 = time.perf_counter()
+        result = encode_image(args.image, run, tile=int(tiling["tile"]), policy=args.policy or tiling["policy"],
+                              alpha=float(tiling.get("alpha", 0.1)),
+                              grids=_grids(args.max_grid or int(tiling.get("max_grid", 3))),
+                              batch=batch, mean=pre["mean"], std=pre["std"],
+                              thumbnail=bool(tiling.get("thumbnail", True)))
+        total = time.perf_counter() - t0
+    m, n = result.grid
+    print(f"{args.image.name}: grid {m}x{n} -> {result.num_tiles} tiles ({m * n} + thumbnail), "
+          f"batches {result.batches}, tokens {tuple(result.tokens.shape)}")
+    for i, (size, sec) in enumerate(zip(result.batches, result.latencies_s)):
+        print(f"  batch {i}: {size} tiles in {sec * 1e3:.1f} ms")
+    print(f"  front end total {total * 1e3:.1f} ms ({args.artifact.name})")
+    if args.tokens:
+        np.save(args.tokens, result.tokens.numpy())
+    return 0
+
+
+def _grids(max_grid: int) -> list[tuple[int, int]]:
+    return [(m, n) for m in range(1, max_grid + 1) for n in range(1, max_grid + 1)]
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
