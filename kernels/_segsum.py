@@ -12,18 +12,20 @@ from torch import Tensor
 
 
 def segment_sums(g: Tensor) -> Tensor:
-    """seg[..., i, j] = sum_{j < r <= i} g_r for i >= j; 0 on and above the diagonal."""
+    """seg[..., i, j] = sum_{j < r <= i} g_r for i >= j, and 0 above the diagonal (g finite).
+
+    The repeated g is masked by multiplying with a 0/1 matrix rather than with where/expand,
+    which ExecuTorch runs as portable kernels; mul, exp and matmul go to XNNPACK."""
     n = g.shape[-1]
     idx = torch.arange(n, device=g.device)
-    strictly_lower = idx[:, None] > idx[None, :]
-    rep = g[..., :, None].expand(*g.shape, n)  # [..., r, j] = g_r
-    return torch.cumsum(torch.where(strictly_lower, rep, 0.0), dim=-2)
+    strictly_lower = (idx[:, None] > idx[None, :]).to(g.dtype)  # [r, j]: r > j
+    return torch.cumsum(g[..., :, None] * strictly_lower, dim=-2)
 
 
 def decay_matrix(g: Tensor) -> Tensor:
     """exp(segment sums) on and below the diagonal, 0 above: the causal decay mask."""
     n = g.shape[-1]
     idx = torch.arange(n, device=g.device)
-    lower = idx[:, None] >= idx[None, :]
-    # The inner where keeps masked entries finite (exp(0)), the outer one zeroes them.
-    return torch.where(lower, torch.exp(torch.where(lower, segment_sums(g), 0.0)), 0.0)
+    lower = (idx[:, None] >= idx[None, :]).to(g.dtype)
+    # Above the diagonal the segment sum is 0, so exp gives 1 there and the mask zeroes it.
+    return torch.exp(segment_sums(g)) * lower

@@ -10,12 +10,12 @@ from collections.abc import Callable
 import torch
 
 from .linear_attention import linear_attention_decomposition
-from .selective_scan import selective_scan_chunked
+from .selective_scan import selective_scan_decomposition
 
 
 def decomposition_table() -> dict[torch._ops.OpOverload, Callable]:
     """Map every edgeml custom op overload to the function that decomposes it."""
     return {
-        torch.ops.edgeml.selective_scan.default: selective_scan_chunked,
+        torch.ops.edgeml.selective_scan.default: selective_scan_decomposition,
         torch.ops.edgeml.linear_attention.default: linear_attention_decomposition,
     }

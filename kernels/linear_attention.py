@@ -141,8 +141,9 @@ def _causal_chunked(
 
     scores = torch.matmul(q, kt)  # (b, h, nc, C, C)
     if g is None:
-        mask = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).tril()
-        intra = torch.matmul(torch.where(mask, scores, 0.0), v)
+        # A 0/1 float mask (mul) rather than where: where runs as a portable kernel in a .pte.
+        causal_mask = torch.ones(chunk_size, chunk_size, device=q.device).tril()
+        intra = torch.matmul(scores * causal_mask, v)
         chunk_states = torch.matmul(kt, v)  # (b, h, nc, dk, dv)
         # Without decay the state entering chunk c is the plain sum of earlier chunk states
         # (an exclusive cumsum: shift by one chunk rather than subtract).

@@ -28,6 +28,7 @@ Forms, side by side:
 * a fake kernel so torch.export traces the op without running it.
 """
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,7 @@ from ._segsum import decay_matrix
 __all__ = [
     "selective_scan",
     "selective_scan_chunked",
+    "selective_scan_decomposition",
     "selective_scan_naive",
     "selective_scan_quadratic",
 ]
@@ -80,17 +82,51 @@ def _per_channel(X: Tensor, d: int) -> Tensor:
     return X[:, :, None].expand(b, g, d // g, n, l).reshape(b, d, n, l)
 
 
+def _mul_per_channel(t: Tensor, X: Tensor) -> Tensor:
+    """t (b, d, 1 or n, l) times B or C broadcast over channels, as (b, d, n, l) fp32.
+
+    Grouped B/C are broadcast through a (b, g, d // g, ...) view rather than expanded to d
+    channels first: the expand would be a full copy (a portable expand_copy in a .pte)."""
+    X = X.float()
+    if X.dim() == 2:  # time-invariant (d, n)
+        return t * X[None, :, :, None]
+    if X.dim() == 3:  # shared by all channels (b, n, l)
+        return t * X[:, None]
+    g = X.shape[1]
+    return (t.unflatten(1, (g, -1)) * X[:, :, None]).flatten(1, 2)
+
+
+def softplus_exportable(x: Tensor) -> Tensor:
+    """softplus(x) = max(x, 0) + log1p(exp(-|x|)) from ops that XNNPACK delegates.
+
+    ``F.softplus`` reaches ExecuTorch as gt/where/log1p, which run as (slow, scalar) portable
+    kernels; log1p(y) is written as log(1 + y) * y / ((1 + y) - 1) (Goldberg's trick, accurate
+    to a few ulp where plain log(1 + y) loses all digits of a small y). When 1 + y rounds to 1
+    the quotient is y / 1e-30, finite, times log(1) = 0: the result is max(x, 0), off by less
+    than 6e-8 absolute."""
+    y = torch.exp(-x.abs())
+    one_plus_y = 1.0 + y
+    log1p_y = torch.log(one_plus_y) * (y / torch.clamp_min(one_plus_y - 1.0, 1e-30))
+    return torch.clamp_min(x, 0.0) + log1p_y
+
+
 def _discretize(
-    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, delta_bias: Tensor | None, delta_softplus: bool
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+    softplus: Callable[[Tensor], Tensor] = F.softplus,
 ) -> tuple[Tensor, Tensor]:
     """(delta * A, delta * B * u), both (b, d, n, l) fp32: log decay and input of each step."""
     dt = delta.float()
     if delta_bias is not None:
         dt = dt + delta_bias.float()[:, None]
     if delta_softplus:
-        dt = F.softplus(dt)
+        dt = softplus(dt)
     log_decay = dt[:, :, None, :] * A.float()[None, :, :, None]
-    inp = (dt * u.float())[:, :, None, :] * _per_channel(B, u.shape[1])
+    inp = _mul_per_channel((dt * u.float())[:, :, None, :], B)
     return log_decay, inp
 
 
@@ -196,15 +232,36 @@ def selective_scan_chunked(
     delta_softplus: bool = False,
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    for_export: bool = False,
 ) -> Tensor:
-    """Plain-aten selective scan (the CPU implementation and the export decomposition)."""
+    """Plain-aten selective scan (the CPU implementation and the export decomposition).
+
+    ``for_export=True`` (what :func:`selective_scan_decomposition` passes) computes the
+    softplus from ops XNNPACK delegates (:func:`softplus_exportable`); eager keeps the single
+    fused ``F.softplus`` kernel. Same maths, same graph size for every length."""
     _check_shapes(u, delta, A, B, C)
-    log_decay, inp = _discretize(u, delta, A, B, delta_bias, delta_softplus)
+    softplus = softplus_exportable if for_export else F.softplus
+    log_decay, inp = _discretize(u, delta, A, B, delta_bias, delta_softplus, softplus)
     h = _scan_chunked(log_decay, inp, chunk_size)
-    y = h * _per_channel(C, u.shape[1])
+    y = _mul_per_channel(h, C)
     # n == 1 (MobileMamba) needs no reduction; a sum over a size-1 dim would be a full copy.
     y = y.squeeze(2) if y.shape[2] == 1 else y.sum(2)
     return _finish(y, u, D, z)
+
+
+def selective_scan_decomposition(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    """The chunked form as it goes into the decomposition table (export-friendly softplus)."""
+    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, for_export=True)
 
 
 def selective_scan_quadratic(
