@@ -333,12 +333,15 @@ def main(argv: list[str] | None = None) -> None:
     print("command:", shlex.join([os.path.relpath(sys.executable), *sys.argv]))
     print("machine:", machine_description())
     print("date:", time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    # Shared machine: the load average says how much else was running (2 vCPUs here).
+    print("load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     if not args.gpu_only:
         with torch.no_grad():
             bench_selective_scan_cpu(lengths, tuple(args.widths), args.reps)
             bench_linear_attention_cpu(lengths, args.reps)
             if not args.skip_pte:
                 bench_pte(lengths, args.reps, args.pte_d)
+    print("load average (1, 5, 15 min) at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     if torch.cuda.is_available():
         bench_gpu(args.reps)
     else:
