@@ -173,7 +173,7 @@ def test_params_and_config(name):
     haar = sum(2 * 16 * g * n for g, n in zip(globals_, blocks, strict=True))  # wt + iwt filters
     assert abs(count_params(model) + haar - PUBLISHED_PARAMS[name]) / PUBLISHED_PARAMS[name] < 1e-3
     cfg = get_model_config(name)
-    assert (cfg.family, cfg.resolution, cfg.stride) == ("mobilemamba", RESOLUTIONS[name], 64)
+    assert (cfg.family, cfg.resolution, cfg.stride) == ("mobilemamba", RESOLUTIONS[name], 32)
 
 
 @pytest.mark.parametrize("name", GOLDEN)
