@@ -41,21 +41,14 @@ from edgeml.kernels import (
     selective_scan_naive,
     selective_scan_quadratic,
 )
+from edgeml.profile.host import cpu_name
 
 LENGTHS = (64, 256, 1024, 4096)
 QUADRATIC_MAX_BYTES = 256 * 2**20  # the l x l tensors; above this the quadratic form is skipped
 
 
 def machine_description() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_name()
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
     return (
         f"{platform.node()} | {cpu} | {os.cpu_count()} logical CPUs | torch {torch.__version__} | "

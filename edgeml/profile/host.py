@@ -115,16 +115,19 @@ class ProfileReport:
         ]
 
 
-def host_device() -> dict:
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's marketing name (Linux /proc/cpuinfo), else what platform knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"kind": "host", "machine": platform.node(), "processor": cpu, "cores": os.cpu_count(),
+    return platform.processor() or platform.machine()
+
+
+def host_device() -> dict:
+    return {"kind": "host", "machine": platform.node(), "processor": cpu_name(), "cores": os.cpu_count(),
             "os": f"{platform.system()} {platform.release()}", "abi": platform.machine()}
 
 
