@@ -42,11 +42,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="make the batch dimension dynamic, 1..--tiles-per-batch")
     p.add_argument("--dynamic-resolution", metavar="MIN:MAX", type=_resolution_range,
                    help="one program for every height/width in MIN..MAX that is a multiple of the stride")
+    p.add_argument("--bundle", type=int, default=0, metavar="N",
+                   help="also write <stem>.bpte: an ExecuTorch bundled program with N sample inputs and the "
+                   "reference outputs (check it with `edgeml verify X.bpte`)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("verify", help="compare an artifact with its PyTorch reference on real images")
-    p.add_argument("artifact", type=Path)
+    p = sub.add_parser("verify", help="compare an artifact with its PyTorch reference on real images",
+                       description="Compare an artifact (.pte/.onnx run here, or the outputs a phone wrote "
+                       "with --device-outputs) with its PyTorch reference on real images; `verify X.bpte` runs "
+                       "the checks bundled in an ExecuTorch bundled program.")
+    p.add_argument("artifact", type=Path, help=".pte, .onnx, or .bpte (from export --bundle)")
     p.add_argument("--images", type=Path, help="folder of images (default: samples)")
+    p.add_argument("--reference", choices=("eager", "triton"), default="eager",
+                   help="eager: edgeml ops in their chunked plain-aten form on the CPU; triton: edgeml ops on "
+                   "their Triton kernels (CUDA if present, else the Triton interpreter on the CPU)")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help="images per reference batch (default: the program's batch)")
+    p.add_argument("--device-outputs", type=Path, metavar="FILE",
+                   help="compare the outputs a phone wrote (edgeml device-outputs file) instead of running "
+                   "the artifact here; its images are looked up by name in --images")
     p.add_argument("--min-sqnr", type=float, help="threshold in dB (default 60 fp32, 25 int8)")
     p.add_argument("--checkpoint", type=Path, help="checkpoint for the reference (default: the manifest's)")
     p.add_argument("--resolution", type=int, action="append",
@@ -164,11 +178,14 @@ def cmd_export(args: argparse.Namespace) -> int:
             calibration_images=args.calibration_images, output_dir=args.output_dir,
             verify_images=args.images, min_sqnr=threshold, seed=args.seed, progress=progress,
             batch=args.tiles_per_batch, dynamic_batch=args.dynamic_batch,
-            dynamic_resolution=args.dynamic_resolution,
+            dynamic_resolution=args.dynamic_resolution, bundle=args.bundle,
         )
     m = artifact.manifest
     print(f"wrote {artifact.path} ({artifact.size_bytes / 1e6:.2f} MB) and {artifact.manifest_path.name} "
           f"in {artifact.export_seconds:.1f} s")
+    if "bundle" in m.artifact:
+        print(f"  bundled program: {m.artifact['bundle']['file']} ({m.artifact['bundle']['cases']} sample inputs "
+              "with reference outputs)")
     d = m.delegation
     if "compute_share" in d:
         print(f"  XNNPACK: {d['delegated_nodes']}/{d['total_nodes']} nodes delegated, compute ops "
@@ -185,17 +202,28 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if args.artifact.suffix.lower() == ".bpte":
+        return _verify_bundle(args)
     from edgeml.runtime.verify import format_report, verify_artifact
 
     with _quiet():
+        if args.reference == "triton":
+            _triton_reference_mode()
         from edgeml.images import list_images, sample_images
 
-        n = len(list_images(args.images)) if args.images else len(sample_images())
+        if args.device_outputs is not None:
+            from edgeml.runtime.device_outputs import read_device_outputs
+
+            n = len(read_device_outputs(args.device_outputs).images)
+        else:
+            n = len(list_images(args.images)) if args.images else len(sample_images())
         reports = []
         for resolution in args.resolution or [None]:
             with _bar(n, f"verify {args.artifact.name}" + (f" at {resolution}" if resolution else "")) as bar:
                 reports.append(verify_artifact(args.artifact, images=args.images, min_sqnr=args.min_sqnr,
                                                checkpoint=args.checkpoint, resolution=resolution,
+                                               reference=args.reference, batch=args.batch,
+                                               device_outputs=args.device_outputs,
                                                on_image=lambda: bar.update(1)))
     for resolution, report in zip(args.resolution or [None], reports):
         if resolution:
@@ -207,6 +235,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
         atomic_write_json(args.json, {"artifact": str(report.artifact), "threshold_db": report.threshold_db,
                                       "passed": report.passed, **report.parity})
+    return 0 if report.passed else 3
+
+
+def _triton_reference_mode() -> None:
+    """Without a GPU the Triton kernels run in Triton's interpreter, which is chosen when triton is
+    first imported: set TRITON_INTERPRET=1 before that happens."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
+        return
+    if "triton" in sys.modules:
+        raise UsageError("no GPU here and Triton is already loaded in compile mode: "
+                         "run with TRITON_INTERPRET=1 set in the environment")
+    os.environ["TRITON_INTERPRET"] = "1"
+
+
+def _verify_bundle(args: argparse.Namespace) -> int:
+    from edgeml.runtime.bundled import check_bundle, format_bundle_report
+
+    if args.device_outputs is not None or args.reference != "eager" or args.images or args.resolution:
+        raise UsageError("a .bpte carries its own inputs and reference outputs: verify X.bpte takes no "
+                         "--images, --reference, --device-outputs or --resolution")
+    with _quiet():
+        report = check_bundle(args.artifact)
+    print(format_bundle_report(report))
+    if args.json:
+        from edgeml.manifest import atomic_write_json
+
+        atomic_write_json(args.json, report.to_dict())
     return 0 if report.passed else 3
 
 

@@ -182,6 +182,7 @@ def export(
     dynamic_batch: bool = False,
     dynamic_resolution: tuple[int, int] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
+    bundle: int = 0,
     progress: Progress | None = None,
 ) -> Artifact:
     """Export zoo model ``model`` to ``format`` ("pte" | "onnx"), fp32 or int8; see module doc.
@@ -190,6 +191,8 @@ def export(
     ``dynamic_batch`` makes it any batch in 1..``batch``. ``dynamic_resolution=(lo, hi)`` makes
     one program accept any height and width in [lo, hi] that are multiples of the model's stride;
     the same dynamic shapes are used for the exports before and after quantization.
+    ``bundle=N`` (.pte only) also writes ``<stem>.bpte``, an ExecuTorch bundled program with N
+    sample inputs and the eager outputs for them (edgeml.runtime.bundled).
     """
     from edgeml.quantize import calibration_images as _calibration_paths
     from edgeml.quantize import check_scheme, load_inputs
@@ -203,6 +206,8 @@ def export(
     resolution = int(resolution or config.resolution)
     check_resolution(config, resolution)
     config = config.with_resolution(resolution)
+    if bundle < 0 or (bundle and format != "pte"):
+        raise UsageError("--bundle N takes N >= 1 sample inputs and works with --format pte only")
     if batch < 1 or (dynamic_batch and batch < 2):
         raise UsageError("batch must be >= 1 (>= 2 with a dynamic batch: it is the maximum)")
     if dynamic_resolution is not None:
@@ -315,6 +320,12 @@ def export(
         tools=tool_versions(),
         created=utc_now(),
     )
+    if bundle:
+        from edgeml.runtime.bundled import bundle_path, write_bundle
+
+        cases = [torch.cat([load_inputs([verify_paths[(i * batch + j) % len(verify_paths)]], pre)[0]
+                            for j in range(batch)]) for i in range(bundle)]
+        manifest.artifact["bundle"] = write_bundle(bundle_path(target), data, reference, cases, quantize)
     _write_atomically(target, data, manifest)
     return Artifact(target, manifest, time.perf_counter() - t0)
 
