@@ -132,7 +132,11 @@ def check_bundle(path: str | Path, *, rtol: float | None = None, atol: float | N
                 # The check raises on mismatch without the outputs; run the case again unchecked
                 # (infinite tolerance) to report how far off it is.
                 module = _load_bundled_program_from_buffer(data)
-                outs = module.verify_result_with_bundled_expected_output(METHOD, i, 0.0, float("inf"))
+                try:
+                    outs = module.verify_result_with_bundled_expected_output(METHOD, i, 0.0, float("inf"))
+                except RuntimeError as e:
+                    raise ArtifactError(f"{Path(path).name}: bundled case {i} does not run in this runtime "
+                                        f"({e})") from None
                 passed = False
             outs = [o for o in outs if isinstance(o, torch.Tensor)]
             cases.append(BundleCase(i, passed, [round(sqnr_db(r, o.float()), 3) for r, o in zip(ref, outs)],

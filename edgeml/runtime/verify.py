@@ -89,7 +89,7 @@ class Reference:
         else:
             text = "triton (edgeml ops -> Triton kernels in the interpreter, TRITON_INTERPRET=1, CPU)"
         if self.edgeml_op_calls is not None:
-            text += (f"; {self.edgeml_op_calls} edgeml op calls per batch" if self.edgeml_op_calls else
+            text += (f"; {self.edgeml_op_calls} edgeml op calls per forward pass" if self.edgeml_op_calls else
                      "; the model calls no edgeml op, so this equals eager")
         return text
 

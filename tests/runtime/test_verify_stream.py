@@ -90,7 +90,7 @@ def test_triton_reference_in_interpreter(scan_artifacts, tmp_path):
     good = json.loads((tmp_path / "good.json").read_text())
     wrong = json.loads((tmp_path / "wrong.json").read_text())
     assert "Triton kernels in the interpreter" in good["reference"]
-    assert "1 edgeml op calls per batch" in good["reference"]
+    assert "1 edgeml op calls per forward pass" in good["reference"]
     # The Triton reference agrees with the correct .pte to fp32 accuracy and catches the wrong one.
     assert good["worst_sqnr_db"] > 90 and len(good["per_image"]) == 12
     assert wrong["worst_sqnr_db"] < 45 and not wrong["passed"]
