@@ -36,18 +36,16 @@ from edgeml.runtime.verify import Reference  # noqa: E402
 
 @contextlib.contextmanager
 def chunked_ops_on_cuda() -> Iterator[None]:
-    """Route the edgeml op wrappers to the chunked plain-aten forms (PyTorch alone, any device)."""
+    """Route ``edgeml.kernels.selective_scan`` / ``linear_attention`` (which the models look up at
+    call time) to the chunked plain-aten forms: PyTorch alone, on any device, no custom op."""
     import edgeml.kernels as k
-    import edgeml.kernels.linear_attention as la
-    import edgeml.kernels.selective_scan as ss
 
-    saved = ss.selective_scan, la.linear_attention, k.selective_scan, k.linear_attention
-    ss.selective_scan = k.selective_scan = ss.selective_scan_chunked
-    la.linear_attention = k.linear_attention = la.linear_attention_chunked
+    saved = k.selective_scan, k.linear_attention
+    k.selective_scan, k.linear_attention = k.selective_scan_chunked, k.linear_attention_chunked
     try:
         yield
     finally:
-        ss.selective_scan, la.linear_attention, k.selective_scan, k.linear_attention = saved
+        k.selective_scan, k.linear_attention = saved
 
 
 def main() -> None:
