@@ -18,6 +18,7 @@ from edgeml.errors import EdgeMLError
 COMMAND_MODULES = (
     "edgeml.commands",
     "edgeml.dynres.cli",
+    "edgeml.quantize.cli",
 )
 
 

@@ -1,0 +1,72 @@
+"""``edgeml quantize-report``: per-layer quantization sensitivity and end-to-end error of a zoo model."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from edgeml.quantize.schemes import GROUP_SIZES, OBSERVERS, SCHEME_INFO
+
+    p = sub.add_parser(
+        "quantize-report",
+        help="quantize a zoo model and rank its layers by the error each one alone introduces",
+        description="Quantize NAME as `edgeml export` would, run the quantized program in the edge runtime "
+        "against PyTorch (end-to-end SQNR and top-1 agreement), then measure every quantized layer alone: "
+        "the model output's SQNR with only that layer quantized (simulated with the same calibration). "
+        "Layers are printed most damaging first; `edgeml export --min-sqnr` keeps the top of this list in fp32.",
+    )
+    p.add_argument("model", help="zoo model name (see `edgeml list`)")
+    p.add_argument("--format", choices=("pte", "onnx"), default="pte")
+    p.add_argument("--quantize", dest="scheme", default="int8",
+                   choices=[s for s in SCHEME_INFO if s != "none"], help="scheme (default int8)")
+    p.add_argument("--resolution", type=int, help="square input size (default: the model's)")
+    p.add_argument("--checkpoint", type=Path, help="official checkpoint (state_dict) to load")
+    p.add_argument("--calibration", type=Path, help="folder of images for calibration (default: samples)")
+    p.add_argument("--calibration-images", type=int, metavar="N", help="use at most N calibration images")
+    p.add_argument("--observer", help="calibration observer: " + "; ".join(
+        f".{fmt}: {', '.join(obs)} (default {obs[0]})" for fmt, obs in OBSERVERS.items()))
+    p.add_argument("--group-size", type=int, default=32, choices=GROUP_SIZES,
+                   help="8da4w: in-features per int4 weight group (default 32)")
+    p.add_argument("--images", type=Path, help="images the error is measured on (default: samples)")
+    p.add_argument("--seed", type=int, default=0, help="random-init seed when no checkpoint is given")
+    p.add_argument("--target", type=float, metavar="DB",
+                   help="also list the layers to keep in fp32 to reach DB (simulated)")
+    p.add_argument("--top", type=int, default=0, metavar="N", help="print only the N most damaging layers")
+    p.add_argument("--json", type=Path, help="write the full report here")
+    p.set_defaults(func=cmd_quantize_report)
+
+
+def cmd_quantize_report(args: argparse.Namespace) -> int:
+    from edgeml.commands import _bar, _quiet
+    from edgeml.quantize.report import format_report, quantize_report
+
+    stages = ("build", "quantize", "lower", "parity", "layers")
+    with _quiet(), _bar(len(stages), f"quantize-report {args.model}") as bar:
+        layer_bar = None
+
+        def progress(stage: str) -> None:
+            bar.set_description(f"quantize-report {args.model}: {stage}")
+            bar.update(1)
+
+        def on_layer(done: int, total: int) -> None:
+            nonlocal layer_bar
+            if layer_bar is None:
+                layer_bar = _bar(total, "layers, one at a time")
+            layer_bar.update(1)
+            if done == total:
+                layer_bar.close()
+
+        report = quantize_report(
+            args.model, format=args.format, scheme=args.scheme, resolution=args.resolution,
+            checkpoint=args.checkpoint, calibration=args.calibration, calibration_images=args.calibration_images,
+            observer=args.observer, group_size=args.group_size, images=args.images, seed=args.seed,
+            target_db=args.target, progress=progress, on_layer=on_layer,
+        )
+    print(format_report(report, top=args.top or None))
+    if args.json:
+        from edgeml.manifest import atomic_write_json
+
+        atomic_write_json(args.json, json.loads(json.dumps(report.to_dict())))
+    return 0

@@ -1,0 +1,251 @@
+"""``quantize_report``: where quantization loses accuracy, layer by layer, before anything is shipped.
+
+The model goes through export's own build and passes, is quantized with the chosen scheme and
+calibration, and then:
+
+* end to end: the fully quantized program is lowered exactly as ``edgeml export`` lowers it and
+  run in the edge runtime (ExecuTorch + XNNPACK for .pte, ONNX Runtime for .onnx) against eager
+  PyTorch on the images (export's parity: SQNR, worst image, top-1 agreement);
+* per layer: the model output with only that layer quantized, against the same reference
+  (``edgeml.quantize.sensitivity``), ranked most damaging first;
+* optionally (``target_db``) the layers ``edgeml export --min-sqnr`` would start from: the
+  smallest prefix of the ranking that reaches the target in simulation, corrected by the
+  measured runtime-vs-simulation offset (export then confirms it in the runtime).
+"""
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeml.errors import LoweringError, UsageError
+from edgeml.quantize.sensitivity import LayerProgress, LayerSensitivity, Score, layer_sensitivity, simulate_with_fp32
+from edgeml.quantize.session import QuantSession
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class QuantReport:
+    model: str
+    format: str
+    scheme: str
+    observer: str | None
+    resolution: int
+    calibration: dict[str, Any]
+    images: list[str]
+    layers: list[LayerSensitivity]
+    simulated: Score
+    parity: dict[str, Any]  # the edge runtime, fully quantized (export's parity dict)
+    runtime: str
+    plan: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sqnr_db(self) -> float:
+        return min(o["sqnr_db"] for o in self.parity["outputs"].values())
+
+    @property
+    def top1_agreement(self) -> float | None:
+        return next((o["top1_agreement"] for o in self.parity["outputs"].values() if "top1_agreement" in o), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "format": self.format, "scheme": self.scheme, "observer": self.observer,
+            "resolution": self.resolution, "calibration": self.calibration, "images": self.images,
+            "end_to_end": {"runtime": self.runtime, "sqnr_db": self.sqnr_db,
+                           "worst_sqnr_db": self.parity["worst_sqnr_db"], "top1_agreement": self.top1_agreement,
+                           "outputs": self.parity["outputs"]},
+            "end_to_end_simulated": self.simulated.to_dict(),
+            "layers": [dict(rank=i + 1, **r.to_dict()) for i, r in enumerate(self.layers)],
+            "plan": self.plan,
+            **self.extra,
+        }
+
+
+def quantize_report(
+    model: str,
+    *,
+    format: str = "pte",
+    scheme: str = "int8",
+    resolution: int | None = None,
+    checkpoint: str | Path | Mapping[str, Any] | None = None,
+    calibration: str | Path | None = None,
+    calibration_images: int | None = None,
+    observer: str | None = None,
+    group_size: int = 32,
+    images: str | Path | None = None,
+    seed: int = 0,
+    target_db: float | None = None,
+    progress: Progress | None = None,
+    on_layer: LayerProgress | None = None,
+) -> QuantReport:
+    """Quantize zoo model ``model`` and measure the error, end to end and per layer (see module doc)."""
+    from edgeml.export import FORMATS, _builder_params, check_resolution, prepare_for_export
+    from edgeml.images import Preprocessing, sample_images
+    from edgeml.models import create_model, get_model_config
+    from edgeml.quantize import calibration_images as _calibration_paths
+    from edgeml.quantize import load_inputs
+    from edgeml.quantize.schemes import get_scheme, resolve_observer
+    from edgeml.runtime.runners import runner_from_bytes
+    from edgeml.runtime.verify import _runtime_name, measure_parity
+
+    say = progress or (lambda stage: None)
+    if format not in FORMATS:
+        raise UsageError(f"unknown format {format!r}; choose pte or onnx")
+    info = get_scheme(scheme, format)
+    if info.name == "none":
+        raise UsageError("quantize-report needs a quantization scheme (int8, int8-dynamic, 8da4w)")
+    observer = resolve_observer(info, format, observer)
+    if not info.calibrated and (calibration is not None or calibration_images is not None):
+        raise UsageError(f"{scheme} quantizes activations at run time and takes no calibration images")
+    config = get_model_config(model)
+    resolution = int(resolution or config.resolution)
+    check_resolution(config, resolution)
+    config = config.with_resolution(resolution)
+    pre = Preprocessing.for_resolution(resolution, config.mean, config.std)
+    calib_paths = _calibration_paths(calibration, calibration_images) if info.calibrated else []
+    paths = _calibration_paths(images) if images is not None else sample_images()
+
+    say("build")
+    kwargs = {"resolution": resolution} if "resolution" in _builder_params(model) else {}
+    reference = create_model(model, checkpoint=checkpoint, seed=seed, **kwargs)
+    inputs = load_inputs(paths, pre)
+    example = (inputs[0],)
+    with torch.no_grad():
+        refs = [[t.float() for t in _as_list(reference(x))] for x in inputs]
+    prepared = prepare_for_export(reference, example)
+    calib_inputs = load_inputs(calib_paths, pre)
+
+    with contextlib.ExitStack() as stack:
+        say("quantize")
+        session = make_session(prepared, example, format, info, observer, calib_inputs, group_size, model,
+                               workdir=Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeml-q-"))),
+                               output_count=len(refs[0]), output_kind=config.output)
+        say("lower")
+        if format == "pte":
+            data = lower_pte(session.quantized_module(), example)
+        else:
+            data = session.quantized_onnx()
+        say("parity")
+        runner = runner_from_bytes(data, format)
+        parity = measure_parity(reference, runner, paths, pre, config)
+        say("layers")
+        logits = config.output == "logits"
+        ranking = layer_sensitivity(session, inputs, refs, logits=logits, on_layer=on_layer)
+        simulated = simulate_with_fp32(session, [], inputs, refs, logits=logits)
+        plan = None
+        if target_db is not None:
+            plan = _plan(session, ranking, inputs, refs, logits, float(target_db),
+                         parity["worst_sqnr_db"] - simulated.worst_db, parity["worst_sqnr_db"])
+    return QuantReport(
+        model=model, format=format, scheme=info.name, observer=observer, resolution=resolution,
+        calibration={"images": len(calib_paths),
+                     "source": (str(calibration) if calibration else "edgeml sample images") if calib_paths
+                     else "none: activations are quantized at run time"},
+        images=[p.name for p in paths], layers=ranking, simulated=simulated, parity=parity,
+        runtime=_runtime_name(runner), plan=plan,
+        extra={"group_size": group_size} if info.name == "8da4w" else {},
+    )
+
+
+def make_session(prepared: torch.nn.Module, example: tuple, format: str, scheme, observer: str | None,
+                 calib_inputs: list[torch.Tensor], group_size: int, model_name: str, *, workdir: Path | None = None,
+                 output_count: int = 1, output_kind: str = "logits", dynamic_shapes: object | None = None,
+                 on_batch: Callable[[], None] | None = None) -> QuantSession:
+    """The quantization session for ``scheme`` on ``format`` (for ONNX, lowers the fp32 graph first)."""
+    from edgeml.quantize.session import Int4WeightSession, OrtSession, Pt2eSession
+
+    if scheme.name == "8da4w":
+        return Int4WeightSession(prepared, scheme, group_size, model_name)
+    if format == "pte":
+        return Pt2eSession(prepared, example, scheme, observer, calib_inputs, dynamic_shapes=dynamic_shapes,
+                           on_batch=on_batch)
+    from edgeml.export import _capture, decompose_custom_ops
+    from edgeml.export.onnx import lower_to_onnx
+
+    if workdir is None:
+        raise ValueError("an ONNX session needs a working directory")
+    fp32 = workdir / "model.onnx"
+    names = [output_kind] if output_count == 1 else [f"{output_kind}_{i}" for i in range(output_count)]
+    lower_to_onnx(decompose_custom_ops(_capture(prepared, example)), example, fp32,
+                  input_names=["image"], output_names=names)
+    return OrtSession(fp32, "image", scheme, observer, calib_inputs, workdir)
+
+
+def lower_pte(module: torch.nn.Module, example: tuple) -> bytes:
+    """Capture, decompose and lower to XNNPACK exactly as export does; the program bytes."""
+    from edgeml.export import _capture, decompose_custom_ops
+    from edgeml.export.pte import lower_to_pte
+
+    exported = decompose_custom_ops(_capture(module, example))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data, _ = lower_to_pte(exported)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise LoweringError(f"lowering to ExecuTorch failed: {first}") from e
+    return data
+
+
+def _plan(session, ranking, inputs, refs, logits, target_db, offset, measured_db) -> dict[str, Any]:
+    names = [r.name for r in ranking]
+    plan: dict[str, Any] = {"target_db": target_db, "runtime_minus_simulation_db": round(offset, 4)}
+    if measured_db >= target_db:
+        return {**plan, "fp32_layers": [], "note": "the fully quantized program already reaches the target"}
+    for k in range(1, len(names)):
+        s = simulate_with_fp32(session, names[:k], inputs, refs, logits=logits)
+        if s.worst_db + offset >= target_db:
+            return {**plan, "fp32_layers": names[:k], "simulated_db": round(s.worst_db, 4),
+                    "note": "simulated; `edgeml export --min-sqnr` confirms it in the edge runtime"}
+    return {**plan, "fp32_layers": None,
+            "note": "not reachable without keeping every layer in fp32: export without quantization"}
+
+
+def format_report(report: QuantReport, top: int | None = None) -> str:
+    calib = report.calibration
+    how = (f"observer {report.observer}, {calib['images']} calibration images" if calib["images"]
+           else "no calibration (dynamic activations)")
+    if report.scheme == "8da4w":
+        how += f", group size {report.extra.get('group_size')}"
+    lines = [f"{report.model} {report.scheme} .{report.format} at {report.resolution} px ({how}); "
+             f"{len(report.images)} images"]
+    top1 = report.top1_agreement
+    lines.append(f"end to end, {report.runtime}: SQNR {report.sqnr_db:.1f} dB (worst image "
+                 f"{report.parity['worst_sqnr_db']:.1f})" + (f", top-1 agreement {top1 * 100:.0f}%" if top1 is not None
+                                                             else ""))
+    lines.append(f"end to end, simulated: SQNR {report.simulated.sqnr_db:.1f} dB")
+    shown = report.layers if top is None else report.layers[:top]
+    lines.append(f"{len(report.layers)} quantized layers; output SQNR with only that layer quantized (simulated), "
+                 "most damaging first:")
+    width = max([len(r.name) for r in shown] + [5])
+    lines.append(f"  {'rank':>4}  {'layer':<{width}}  {'op':<12}{'SQNR dB':>8}{'top-1':>7}{'noise':>8}")
+    for i, r in enumerate(shown):
+        t = f"{r.top1_agreement * 100:.0f}%" if r.top1_agreement is not None else "n/a"
+        lines.append(f"  {i + 1:>4}  {r.name:<{width}}  {r.op:<12}{r.sqnr_db:>8.1f}{t:>7}{r.noise_share * 100:>7.1f}%")
+    if top is not None and len(report.layers) > top:
+        lines.append(f"  ... {len(report.layers) - top} more (--top 0 shows all)")
+    if report.plan is not None:
+        p = report.plan
+        if p.get("fp32_layers") is None:
+            lines.append(f"target {p['target_db']:g} dB: {p['note']}")
+        elif not p["fp32_layers"]:
+            lines.append(f"target {p['target_db']:g} dB: {p['note']}")
+        else:
+            lines.append(f"target {p['target_db']:g} dB: keep {len(p['fp32_layers'])} layer(s) in fp32 "
+                         f"({', '.join(p['fp32_layers'])}); {p['note']}")
+    return "\n".join(lines)
+
+
+def _as_list(y) -> list[torch.Tensor]:
+    return list(y) if isinstance(y, (tuple, list)) else [y]
+
+
+__all__ = ["QuantReport", "format_report", "lower_pte", "make_session", "quantize_report"]

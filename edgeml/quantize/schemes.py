@@ -1,0 +1,147 @@
+"""Quantization schemes, per format, and the library configurations behind them.
+
+=============  ===========================================================  =====================================
+scheme         .pte (ExecuTorch, XNNPACK)                                   .onnx (ONNX Runtime)
+=============  ===========================================================  =====================================
+int8           PT2E ``XNNPACKQuantizer`` static: per-channel symmetric int8  ``quantize_static`` QDQ: per-channel
+               weights, per-tensor int8 activations calibrated on images    int8 weights, uint8 activations
+int8-dynamic   PT2E ``XNNPACKQuantizer`` dynamic: per-channel int8 weights,  ``quantize_dynamic``: per-channel int8
+               activations quantized per tensor at run time (no images)     weights, uint8 activations at run time
+8da4w          torchao ``Int8DynamicActivationIntxWeightConfig``: Linear     not available (no ORT equivalent that
+               layers only, int4 weights in groups along in-features,       runs Gemm; use int8 or int8-dynamic)
+               int8 activations at run time
+=============  ===========================================================  =====================================
+
+The observers (how a calibrated scheme turns the images into ranges) are the libraries' own:
+``histogram`` (XNNPACKQuantizer's default, ``HistogramObserver``) or ``minmax`` for PT2E;
+``minmax`` (ORT's default), ``entropy`` or ``percentile`` for ONNX Runtime's calibrators.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from edgeml.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Scheme:
+    name: str
+    tag: str  # artifact file name: <model>_<backend>_<tag>.pte
+    description: str
+    formats: tuple[str, ...]
+    calibrated: bool
+    default_min_sqnr: float
+
+
+_SCHEMES = (
+    Scheme("none", "fp32", "fp32 (no quantization)", ("pte", "onnx"), False, 60.0),
+    Scheme("int8", "int8",
+           "static int8: per-channel symmetric weights, per-tensor activations, calibrated on images",
+           ("pte", "onnx"), True, 25.0),
+    Scheme("int8-dynamic", "int8dyn",
+           "dynamic int8: per-channel symmetric int8 weights, activations quantized per tensor at run time",
+           ("pte", "onnx"), False, 25.0),
+    Scheme("8da4w", "8da4w",
+           "8da4w: Linear layers with int4 weights (symmetric, per group of in-features) and int8 dynamic "
+           "activations; other layers fp32", ("pte",), False, 12.0),
+)
+SCHEME_INFO: dict[str, Scheme] = {s.name: s for s in _SCHEMES}
+
+OBSERVERS: dict[str, tuple[str, ...]] = {
+    "pte": ("histogram", "minmax"),
+    "onnx": ("minmax", "entropy", "percentile"),
+}
+GROUP_SIZES = (32, 64, 128, 256)
+
+
+def get_scheme(name: str, fmt: str | None = None) -> Scheme:
+    scheme = SCHEME_INFO.get(name)
+    if scheme is None:
+        raise UsageError(f"unknown quantization {name!r}; choose one of {', '.join(SCHEME_INFO)}")
+    if fmt is not None and fmt not in scheme.formats:
+        other = [s.name for s in _SCHEMES if fmt in s.formats and s.name != "none"]
+        raise UsageError(f"--quantize {name} is not available for .{fmt} (ONNX Runtime has no 8-bit-activation "
+                         f"4-bit-weight kernel for Gemm); for .{fmt} choose {' or '.join(other)}")
+    return scheme
+
+
+def resolve_observer(scheme: Scheme, fmt: str, observer: str | None) -> str | None:
+    """The observer a calibrated scheme uses (the library default when None); None for uncalibrated schemes."""
+    if not scheme.calibrated:
+        if observer is not None:
+            raise UsageError(f"--observer applies to calibrated schemes (int8); {scheme.name} quantizes "
+                             "activations at run time and takes no calibration")
+        return None
+    if observer is None:
+        return OBSERVERS[fmt][0]
+    if observer not in OBSERVERS[fmt]:
+        raise UsageError(f"observer {observer!r} is not available for .{fmt}; choose {', '.join(OBSERVERS[fmt])}")
+    return observer
+
+
+def xnnpack_quantizer(scheme: Scheme, observer: str | None):
+    """XNNPACKQuantizer for ``int8`` (static, the given observer) or ``int8-dynamic``."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
+
+    if scheme.name not in ("int8", "int8-dynamic"):
+        raise ValueError(f"{scheme.name} is not a PT2E scheme")
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=scheme.name == "int8-dynamic")
+    if scheme.name == "int8":
+        ctr = {"histogram": HistogramObserver, "minmax": MinMaxObserver}[observer or "histogram"]
+        act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=ctr.with_args(eps=2**-12))
+        config = dataclasses.replace(config, input_activation=act, output_activation=act)
+    return XNNPACKQuantizer().set_global(config)
+
+
+def ort_calibration_method(observer: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[observer]
+
+
+def linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+
+
+def check_8da4w(model: nn.Module, group_size: int, model_name: str = "this model") -> list[str]:
+    """The Linear layers 8da4w will quantize; a UsageError saying what to do where it cannot."""
+    if group_size not in GROUP_SIZES:
+        raise UsageError(f"--group-size {group_size}: choose one of {', '.join(map(str, GROUP_SIZES))}")
+    linears = linear_layers(model)
+    if not linears:
+        raise UsageError(f"8da4w quantizes Linear layers only and {model_name} has none; "
+                         "use --quantize int8 for convolutional backbones")
+    bad = {name: m.in_features for name, m in linears.items() if m.in_features % group_size}
+    if bad:
+        shown = ", ".join(f"{n} ({k})" for n, k in list(bad.items())[:4]) + (" ..." if len(bad) > 4 else "")
+        fits = [g for g in GROUP_SIZES if all(m.in_features % g == 0 for m in linears.values())]
+        hint = (f"--group-size {fits[0]} fits every layer" if fits else
+                "no supported group size fits every layer; use --quantize int8-dynamic")
+        raise UsageError(f"8da4w quantizes weights in groups of {group_size} in-features, but {len(bad)} Linear "
+                         f"layer(s) of {model_name} have in-features that are not a multiple of {group_size}: "
+                         f"{shown}; {hint}")
+    return list(linears)
+
+
+def apply_8da4w(model: nn.Module, group_size: int, exclude: Iterable[str] = ()) -> nn.Module:
+    """torchao ``quantize_`` (in place) on every Linear whose name is not in ``exclude``."""
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, PerGroup, quantize_
+
+    skip = set(exclude)
+    config = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(group_size))
+    quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and fqn not in skip)
+    return model
+
+
+def scheme_names(fmt: str | None = None) -> Sequence[str]:
+    return [s.name for s in _SCHEMES if fmt is None or fmt in s.formats]

@@ -1,0 +1,559 @@
+"""One model quantized one way, calibrated once, that can be re-quantized with any set of layers in fp32.
+
+A *layer* is the unit the quantizer annotates together: for PT2E, a conv or linear with the
+activation fused into it and the pass-through ops that share its output's quantization
+parameters (hardtanh, max-pool, reshape, flatten), or an add / mul / pooling op; for torchao's
+8da4w, one ``nn.Linear``; for ONNX Runtime, one Conv / Gemm / MatMul / Add / Mul / ... node with
+the pass-through nodes (Reshape, MaxPool, ...) that follow it. Layers are named after the module
+they come from (``features.3.conv.1.0``; ``features.3:add`` for an op without weights), so the
+names in a report, in ``--keep-fp32`` and in a manifest's ``fp32_layers`` are the same.
+
+Each session offers
+
+* ``simulate(quantized, inputs)``: model outputs with exactly the layers in ``quantized`` quantized.
+  PT2E: the prepared graph with each observer replaced by a fake-quantize op using the
+  calibrated scale and zero point (dynamic activations: range of the tensor at hand), switched on
+  where a quantized layer reads or writes that tensor; ONNX Runtime: the QDQ model itself, run by
+  ONNX Runtime; 8da4w: torchao's eager tensor subclass on the chosen Linear layers.
+* ``quantized_module(fp32_layers)`` (.pte) / ``quantized_onnx(fp32_layers)`` (.onnx): the
+  program to lower, from the *same* calibration (observers of fp32-only tensors are removed
+  before ``convert_pt2e``; ORT reuses its calibration cache with ``nodes_to_exclude``).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import tempfile
+import warnings
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgeml.errors import UsageError
+from edgeml.quantize.schemes import (
+    Scheme,
+    apply_8da4w,
+    check_8da4w,
+    linear_layers,
+    ort_calibration_method,
+    xnnpack_quantizer,
+)
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """One quantized layer: its name, its main op, and the graph nodes it covers."""
+
+    name: str
+    op: str
+    nodes: tuple[str, ...]
+
+
+def _as_list(y) -> list[torch.Tensor]:
+    return list(y) if isinstance(y, (tuple, list)) else [y]
+
+
+class QuantSession:
+    format: str
+    scheme: Scheme
+    observer: str | None
+    groups: list[LayerGroup]
+
+    @property
+    def names(self) -> list[str]:
+        return [g.name for g in self.groups]
+
+    def check_names(self, names: Iterable[str]) -> list[str]:
+        known = set(self.names)
+        names = list(dict.fromkeys(names))
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            shown = ", ".join(self.names[:6]) + (" ..." if len(self.names) > 6 else "")
+            raise UsageError(f"no quantized layer named {', '.join(unknown)}; the layers are named like {shown} "
+                             "(see `edgeml quantize-report`)")
+        return names
+
+    def simulate(self, quantized: Collection[str], inputs: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------
+# PT2E (XNNPACKQuantizer): int8 static and int8 dynamic
+# --------------------------------------------------------------------------------------------
+
+class _FakeQuant(nn.Module):
+    """A calibrated observer as a switchable fake-quantize op (what convert_pt2e's Q/DQ pair computes)."""
+
+    def __init__(self, observer: nn.Module) -> None:
+        super().__init__()
+        from torchao.quantization.pt2e import PlaceholderObserver
+
+        self.enabled = True
+        self.dynamic = isinstance(observer, PlaceholderObserver)
+        self.quant_min = int(getattr(observer, "quant_min", None) or -128)
+        self.quant_max = int(getattr(observer, "quant_max", None) or 127)
+        self.axis: int | None = None
+        if not self.dynamic:
+            scale, zero_point = observer.calculate_qparams()
+            if observer.qscheme in (torch.per_channel_symmetric, torch.per_channel_affine):
+                self.axis = int(observer.ch_axis)
+            self.register_buffer("scale", scale.detach().float().reshape(-1))
+            self.register_buffer("zero_point", zero_point.detach().to(torch.int32).reshape(-1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        if self.dynamic:
+            # Asymmetric per-tensor range of this very tensor, as choose_qparams does at run time.
+            lo = torch.clamp(x.detach().min(), max=0.0)
+            hi = torch.clamp(x.detach().max(), min=0.0)
+            scale = torch.clamp((hi - lo) / float(self.quant_max - self.quant_min), min=2**-20)
+            zero_point = torch.clamp(torch.round(self.quant_min - lo / scale), self.quant_min, self.quant_max)
+            return torch.fake_quantize_per_tensor_affine(x, scale.float(), zero_point.to(torch.int32),
+                                                         self.quant_min, self.quant_max)
+        if self.axis is None:
+            return torch.fake_quantize_per_tensor_affine(x, float(self.scale[0]), int(self.zero_point[0]),
+                                                         self.quant_min, self.quant_max)
+        return torch.fake_quantize_per_channel_affine(x, self.scale, self.zero_point, self.axis,
+                                                      self.quant_min, self.quant_max)
+
+
+def _is_observer(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
+    from torchao.quantization.pt2e import ObserverBase
+
+    return node.op == "call_module" and isinstance(gm.get_submodule(node.target), ObserverBase)
+
+
+def _op_name(node: torch.fx.Node) -> str:
+    target = node.target
+    name = getattr(target, "__name__", str(target))
+    return name.split(".")[0].rstrip("_")
+
+
+def _module_path(node: torch.fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    return path.replace("L['self'].", "").replace("L__self___", "")
+
+
+def _weight_module(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | None:
+    """'features.3.conv.1.0' for a conv/linear whose weight is the parameter 'features.3.conv.1.0.weight'."""
+    if len(node.args) < 2 or not isinstance(node.args[1], torch.fx.Node):
+        return None
+    w = node.args[1]
+    if _is_observer(gm, w):
+        w = w.args[0]
+    if w.op == "get_attr" and str(w.target).endswith("weight"):
+        return str(w.target).rsplit(".", 1)[0] if "." in str(w.target) else str(w.target)
+    return None
+
+
+def _to_batch(x: torch.Tensor, example: torch.Tensor) -> torch.Tensor:
+    """One image as the program's batch (a fixed-batch graph takes only that); outputs keep row 0."""
+    if x.shape[0] == example.shape[0]:
+        return x
+    return x[:1].expand(example.shape[0], *x.shape[1:]).contiguous()
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, a: str) -> str:
+        self.parent.setdefault(a, a)
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+
+
+def _unique_names(groups: list[tuple[str, str, tuple[str, ...]]]) -> list[LayerGroup]:
+    seen: dict[str, int] = {}
+    out = []
+    for name, op, nodes in groups:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(LayerGroup(name if seen[name] == 1 else f"{name}#{seen[name]}", op, nodes))
+    return out
+
+
+class Pt2eSession(QuantSession):
+    """XNNPACKQuantizer prepare + calibration, once; simulation and conversion for any fp32 set."""
+
+    format = "pte"
+
+    def __init__(self, model: nn.Module, example_inputs: tuple, scheme: Scheme, observer: str | None,
+                 calibration: Sequence[torch.Tensor], *, dynamic_shapes: object | None = None,
+                 on_batch: Callable[[], None] | None = None) -> None:
+        from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+        self.scheme, self.observer = scheme, observer
+        self.example_inputs = example_inputs
+        # The same dynamic shapes as the final capture: a graph prepared static and exported
+        # dynamic later fails at run time ("Attempted to resize a static tensor").
+        graph = torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes).module()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.prepared = prepare_pt2e(graph, xnnpack_quantizer(scheme, observer))
+            with torch.no_grad():
+                # Dynamic schemes need no images, but the weight observers must see the weights once.
+                for x in calibration if len(calibration) else [example_inputs[0]]:
+                    self.prepared(x)
+                    if on_batch:
+                        on_batch()
+        self.groups, self._points = self._find_layers(self.prepared)
+        self._sim: torch.fx.GraphModule | None = None
+
+    @staticmethod
+    def _find_layers(gm: torch.fx.GraphModule) -> tuple[list[LayerGroup], dict[str, set[str]]]:
+        from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+        from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+        nodes = list(gm.graph.nodes)
+        annotated = {n.name: n for n in nodes if n.op == "call_function" and Q_ANNOTATION_KEY in n.meta}
+        uf = _UnionFind()
+        for name, n in annotated.items():
+            uf.find(name)
+            ann = n.meta[Q_ANNOTATION_KEY]
+            specs = [ann.output_qspec, *ann.input_qspec_map.values()]
+            for spec in specs:
+                if isinstance(spec, SharedQuantizationSpec):
+                    ref = spec.edge_or_node
+                    for r in (ref if isinstance(ref, tuple) else (ref,)):
+                        if isinstance(r, torch.fx.Node) and r.name in annotated:
+                            uf.union(r.name, name)
+            # Ops fused into one pattern (conv -> relu) have no observer between them.
+            for a in n.all_input_nodes:
+                if a.name in annotated:
+                    uf.union(a.name, name)
+        members: dict[str, list[torch.fx.Node]] = {}
+        for n in nodes:
+            if n.name in annotated:
+                members.setdefault(uf.find(n.name), []).append(n)
+        raw = []
+        root_to_group: dict[str, str] = {}
+        for root, group in members.items():  # graph order
+            anchor = next((n for n in group if _weight_module(gm, n)), None)
+            if anchor is not None:
+                name, op = _weight_module(gm, anchor), _op_name(anchor)
+            else:
+                anchor = group[0]
+                op = _op_name(anchor)
+                path = _module_path(anchor)
+                name = f"{path}:{op}" if path else op
+            raw.append((name, op, tuple(n.name for n in group)))
+            root_to_group[root] = str(len(raw) - 1)
+        groups = _unique_names(raw)
+        group_of = {n: groups[int(root_to_group[uf.find(n)])].name for n in annotated}
+        # Each observer is a quantization point: active when a quantized layer writes or reads it.
+        points: dict[str, set[str]] = {}
+        for n in nodes:
+            if not _is_observer(gm, n):
+                continue
+            adj = set()
+            src = n.args[0]
+            if isinstance(src, torch.fx.Node) and src.name in group_of:
+                adj.add(group_of[src.name])
+            adj |= {group_of[u.name] for u in n.users if u.name in group_of}
+            points[n.name] = adj
+        return groups, points
+
+    def _active_points(self, quantized: Collection[str]) -> set[str]:
+        q = set(quantized)
+        return {p for p, adj in self._points.items() if adj & q or (not adj and q)}
+
+    def _simulator(self) -> torch.fx.GraphModule:
+        if self._sim is None:
+            gm = copy.deepcopy(self.prepared)
+            for i, n in enumerate(list(gm.graph.nodes)):
+                if n.name in self._points:
+                    fq = _FakeQuant(gm.get_submodule(n.target))
+                    target = f"edgeml_fake_quant_{i}"
+                    gm.add_submodule(target, fq)
+                    n.target = target
+                    fq.point = n.name
+            gm.recompile()
+            gm.delete_all_unused_submodules()
+            self._sim = gm
+        return self._sim
+
+    @torch.no_grad()
+    def simulate(self, quantized: Collection[str], inputs: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
+        sim = self._simulator()
+        active = self._active_points(quantized)
+        for m in sim.modules():
+            if isinstance(m, _FakeQuant):
+                m.enabled = m.point in active
+        return [[t.float()[:1] for t in _as_list(sim(_to_batch(x, self.example_inputs[0])))] for x in inputs]
+
+    def _copy_prepared(self, fp32_layers: Collection[str]) -> torch.fx.GraphModule:
+        """A deep copy of the calibrated graph whose annotations point at its own nodes (deepcopy leaves
+        them on the original's), without the annotations of the layers that stay fp32; convert_pt2e's
+        metadata pass follows them to find each quantized input's (dynamic) Q/DQ nodes."""
+        from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+        from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+        gm = copy.deepcopy(self.prepared)
+        by_name = {n.name: n for n in gm.graph.nodes}
+        drop = {node for g in self.groups if g.name in set(fp32_layers) for node in g.nodes}
+
+        def remap(spec):
+            if isinstance(spec, SharedQuantizationSpec):
+                ref = spec.edge_or_node
+                ref = tuple(by_name[r.name] for r in ref) if isinstance(ref, tuple) else by_name[ref.name]
+                return SharedQuantizationSpec(ref)
+            return spec
+
+        for n in gm.graph.nodes:
+            ann = n.meta.get(Q_ANNOTATION_KEY)
+            if ann is None:
+                continue
+            if n.name in drop:
+                del n.meta[Q_ANNOTATION_KEY]
+                continue
+            n.meta[Q_ANNOTATION_KEY] = dataclasses.replace(
+                ann, input_qspec_map={by_name[k.name]: remap(v) for k, v in ann.input_qspec_map.items()},
+                output_qspec=remap(ann.output_qspec))
+        return gm
+
+    def quantized_module(self, fp32_layers: Collection[str] = ()) -> nn.Module:
+        """convert_pt2e of the calibrated graph, without the observers only fp32 layers touch."""
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+        keep = self._active_points([g.name for g in self.groups if g.name not in set(fp32_layers)])
+        gm = self._copy_prepared(fp32_layers)
+        for n in list(gm.graph.nodes):
+            if n.name in self._points and n.name not in keep:
+                n.replace_all_uses_with(n.args[0])
+                gm.graph.erase_node(n)
+        gm.graph.lint()
+        gm.recompile()
+        gm.delete_all_unused_submodules()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return convert_pt2e(gm)
+
+
+# --------------------------------------------------------------------------------------------
+# torchao 8da4w: Linear layers
+# --------------------------------------------------------------------------------------------
+
+class Int4WeightSession(QuantSession):
+    """8da4w on each Linear; simulation swaps torchao-quantized copies of single layers in."""
+
+    format = "pte"
+
+    def __init__(self, model: nn.Module, scheme: Scheme, group_size: int, model_name: str) -> None:
+        self.scheme, self.observer, self.group_size = scheme, None, group_size
+        self.model = model.eval()
+        names = check_8da4w(model, group_size, model_name)
+        self.groups = [LayerGroup(n, "linear", (n,)) for n in names]
+        self._quantized: dict[str, nn.Module] = {}
+
+    def _quantized_layer(self, name: str) -> nn.Module:
+        if name not in self._quantized:
+            layer = copy.deepcopy(self.model.get_submodule(name))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                apply_8da4w(layer, self.group_size)
+            self._quantized[name] = layer
+        return self._quantized[name]
+
+    @torch.no_grad()
+    def simulate(self, quantized: Collection[str], inputs: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
+        originals = linear_layers(self.model)
+        swapped = []
+        try:
+            for name in quantized:
+                parent, _, leaf = name.rpartition(".")
+                setattr(self.model.get_submodule(parent) if parent else self.model, leaf,
+                        self._quantized_layer(name))
+                swapped.append(name)
+            return [[t.float() for t in _as_list(self.model(x))] for x in inputs]
+        finally:
+            for name in swapped:
+                parent, _, leaf = name.rpartition(".")
+                setattr(self.model.get_submodule(parent) if parent else self.model, leaf, originals[name])
+
+    def quantized_module(self, fp32_layers: Collection[str] = ()) -> nn.Module:
+        model = copy.deepcopy(self.model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return apply_8da4w(model, self.group_size, exclude=fp32_layers)
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX Runtime: QDQ static and dynamic
+# --------------------------------------------------------------------------------------------
+
+# Ops that only move or select values: quantized together with whatever produced their input.
+_ORT_PASS_THROUGH = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "MaxPool", "Relu", "Clip",
+                     "Slice", "Gather", "Split", "Resize", "Identity", "Expand", "Tile", "Pad"}
+_ORT_WEIGHTED = {"Conv", "Gemm", "MatMul", "ConvTranspose"}
+
+
+def _onnx_module_path(node) -> str:
+    import ast
+
+    for p in node.metadata_props:
+        if p.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(p.value)
+            except (ValueError, SyntaxError):
+                return ""
+            return scopes[-2] if len(scopes) >= 2 else ""
+    return ""
+
+
+class OrtSession(QuantSession):
+    """quant_pre_process once, calibrate once (ORT's calibration cache), re-quantize per fp32 set."""
+
+    format = "onnx"
+
+    def __init__(self, fp32_onnx: Path, input_name: str, scheme: Scheme, observer: str | None,
+                 calibration: Sequence[torch.Tensor], workdir: Path, *, example: torch.Tensor | None = None) -> None:
+        import onnx
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        self.scheme, self.observer = scheme, observer
+        self.example = example
+        self.input_name = input_name
+        self.calibration = list(calibration)
+        self.workdir = Path(workdir)
+        self.prepped = self.workdir / "model.prep.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quant_pre_process(str(fp32_onnx), str(self.prepped), skip_symbolic_shape=True)
+        self._cache = self.workdir / "calibration.json"
+        self._counter = 0
+        self._sessions: dict[frozenset[str], object] = {}
+        full = self._quantize(exclude=())
+        self.groups = self._find_layers(onnx.load(str(self.prepped)), onnx.load(str(full)))
+        self._full = full
+
+    def _reader(self):
+        from onnxruntime.quantization import CalibrationDataReader
+
+        calibration, name = self.calibration, self.input_name
+
+        class _Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self._it = iter(calibration)
+
+            def get_next(self):
+                x = next(self._it, None)
+                return None if x is None else {name: x.numpy()}
+
+        return _Reader()
+
+    def _quantize(self, *, exclude: Iterable[str] = (), only: Iterable[str] = ()) -> Path:
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+        self._counter += 1
+        dst = self.workdir / f"q{self._counter}.onnx"
+        exclude, only = list(exclude), list(only)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if self.scheme.name == "int8-dynamic":
+                quantize_dynamic(str(self.prepped), str(dst), per_channel=True, weight_type=QuantType.QInt8,
+                                 nodes_to_exclude=exclude, nodes_to_quantize=only)
+                return dst
+            kwargs = {}
+            reader = self._reader()
+            if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+                kwargs["calibration_cache_path"] = str(self._cache)
+                if self._cache.is_file():
+                    reader = None  # ranges come from the cache: calibrated once
+            quantize_static(str(self.prepped), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=ort_calibration_method(self.observer or "minmax"),
+                            nodes_to_exclude=exclude, nodes_to_quantize=only, **kwargs)
+        return dst
+
+    def _find_layers(self, fp32, quantized) -> list[LayerGroup]:
+        q_names = {n.name for n in quantized.graph.node}
+        producer = {o: n for n in quantized.graph.node for o in n.output}
+        if self.scheme.name == "int8-dynamic":
+            touched = {n.name for n in fp32.graph.node if n.name not in q_names}
+        else:
+            touched = {n.name for n in quantized.graph.node
+                       if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+                       and any(i in producer and producer[i].op_type == "DequantizeLinear" for i in n.input)}
+        fp_producer = {o: n for n in fp32.graph.node for o in n.output}
+        uf = _UnionFind()
+        for n in fp32.graph.node:
+            if n.name not in touched:
+                continue
+            uf.find(n.name)
+            if n.op_type in _ORT_PASS_THROUGH:
+                src = fp_producer.get(n.input[0]) if n.input else None
+                if src is not None and src.name in touched:
+                    uf.union(src.name, n.name)
+        members: dict[str, list] = {}
+        for n in fp32.graph.node:
+            if n.name in touched:
+                members.setdefault(uf.find(n.name), []).append(n)
+        raw = []
+        for group in members.values():
+            anchor = next((n for n in group if n.op_type not in _ORT_PASS_THROUGH), group[0])
+            path = _onnx_module_path(anchor)
+            if anchor.op_type in _ORT_WEIGHTED and path:
+                name = path
+            else:
+                name = f"{path}:{anchor.op_type.lower()}" if path else anchor.name
+            raw.append((name, anchor.op_type, tuple(n.name for n in group)))
+        return _unique_names(raw)
+
+    def _nodes(self, names: Iterable[str]) -> list[str]:
+        by_name = {g.name: g for g in self.groups}
+        return [node for n in names for node in by_name[n].nodes]
+
+    def quantized_onnx(self, fp32_layers: Collection[str] = ()) -> bytes:
+        if not fp32_layers:
+            return self._full.read_bytes()
+        path = self._quantize(exclude=self._nodes(fp32_layers))
+        try:
+            return path.read_bytes()
+        finally:
+            path.unlink(missing_ok=True)
+
+    @torch.no_grad()
+    def simulate(self, quantized: Collection[str], inputs: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
+        import onnxruntime as ort
+
+        key = frozenset(quantized)
+        if key not in self._sessions:
+            if not key:
+                path = self.prepped
+            elif key == frozenset(self.names):
+                path = self._full
+            else:
+                path = self._quantize(only=self._nodes(sorted(key)))
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            self._sessions = {key: ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])}
+            if path not in (self.prepped, self._full):
+                path.unlink(missing_ok=True)  # one model per layer: do not let them pile up on disk
+        sess = self._sessions[key]
+        out_names = [o.name for o in sess.get_outputs()]
+        if self.example is not None:
+            inputs = [_to_batch(x, self.example) for x in inputs]
+        return [[torch.from_numpy(o).float()[:1] for o in sess.run(out_names, {self.input_name: x.numpy()})]
+                for x in inputs]
+
+
+def ort_workdir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="edgeml-ortq-")
+
+
+__all__ = ["Int4WeightSession", "LayerGroup", "OrtSession", "Pt2eSession", "QuantSession", "ort_workdir"]

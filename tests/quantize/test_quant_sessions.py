@@ -1,0 +1,166 @@
+"""Quantization sessions: what a layer is, and that simulation and conversion agree (no lowering here)."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from edgeml.errors import UsageError
+from edgeml.export import prepare_for_export
+from edgeml.images import Preprocessing, sample_images
+from edgeml.models import create_model, get_model_config
+from edgeml.quantize import load_inputs
+from edgeml.quantize.report import make_session
+from edgeml.quantize.schemes import SCHEME_INFO
+from edgeml.quantize.sensitivity import layer_sensitivity, score, simulate_with_fp32
+from edgeml.runtime.metrics import sqnr_db
+
+MODEL, RES = "mobilenetv2", 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # The CI machine's two cores are shared; one intra-op thread avoids spinning against other jobs.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    config = get_model_config(MODEL).with_resolution(RES)
+    pre = Preprocessing.for_resolution(RES, config.mean, config.std)
+    inputs = load_inputs(sample_images()[:4], pre)
+    reference = create_model(MODEL)
+    with torch.no_grad():
+        refs = [[reference(x)] for x in inputs]
+    prepared = prepare_for_export(reference, (inputs[0],))
+    return prepared, inputs, refs
+
+
+@pytest.fixture(scope="module")
+def int8(setup):
+    prepared, inputs, _ = setup
+    return make_session(prepared, (inputs[0],), "pte", SCHEME_INFO["int8"], "minmax", inputs[:2], 32, MODEL)
+
+
+@pytest.fixture(scope="module")
+def ort_int8(setup, tmp_path_factory):
+    prepared, inputs, _ = setup
+    return make_session(prepared, (inputs[0],), "onnx", SCHEME_INFO["int8"], "minmax", inputs[:2], 32, MODEL,
+                        workdir=tmp_path_factory.mktemp("ort"))
+
+
+def _weighted(model: nn.Module) -> set[str]:
+    return {n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def test_pt2e_layers_are_the_model_modules(setup, int8):
+    prepared = setup[0]
+    names = int8.names
+    assert len(names) == len(set(names))
+    weighted = {g.name for g in int8.groups if g.op in ("conv2d", "linear")}
+    assert weighted == _weighted(prepared)  # every conv and linear, named as its module
+    others = [g for g in int8.groups if g.op not in ("conv2d", "linear")]
+    assert others and {g.op for g in others} == {"add"} and all(g.name.endswith(":add") for g in others)
+    # conv -> hardtanh is one layer (XNNPACK fuses the clamp); the last conv takes the pooling along
+    first = next(g for g in int8.groups if g.name == "features.0.0")
+    assert [n.split("_")[0] for n in first.nodes] == ["conv2d", "hardtanh"]
+    with pytest.raises(UsageError, match="no quantized layer named features.99"):
+        int8.check_names(["features.0.0", "features.99"])
+
+
+def test_pt2e_simulation_is_what_convert_computes(setup, int8):
+    prepared, inputs, refs = setup
+    fp32 = int8.simulate([], inputs)
+    with torch.no_grad():
+        assert score(refs, fp32, logits=True).sqnr_db > 100  # every quantizer switched off: the fp32 graph
+        for fp32_layers in ([], ["features.1.conv.0.0", "features.3:add", "classifier.1"]):
+            converted = int8.quantized_module(fp32_layers)
+            simulated = int8.simulate([n for n in int8.names if n not in fp32_layers], inputs)
+            ran = [[converted(x)] for x in inputs]
+            # the converted Q/DQ graph and the fake-quant simulation round the same values the same way
+            assert score(ran, simulated, logits=True).sqnr_db > 60
+            assert score(refs, simulated, logits=True).sqnr_db < 45  # ... and that is quantized
+
+
+def test_fp32_layers_have_no_quantized_weights(int8):
+    def dequantized_weights(module):
+        return {str(n.args[0].target) for n in module.graph.nodes
+                if n.op == "call_function" and "dequantize_per_channel" in str(n.target)
+                and n.args[0].op == "get_attr"}
+
+    every = dequantized_weights(int8.quantized_module([]))
+    kept = ["features.0.0", "features.17.conv.2", "classifier.1"]
+    some = dequantized_weights(int8.quantized_module(kept))
+    assert len(every) == 53 and len(every) - len(some) == 3  # 52 convs + the classifier
+
+
+def test_sensitivity_ranks_every_layer(setup, int8):
+    _, inputs, refs = setup
+    done = []
+    ranking = layer_sensitivity(int8, inputs, refs, logits=True, on_layer=lambda i, n: done.append((i, n)))
+    assert done[-1] == (len(int8.groups), len(int8.groups)) and len(done) == len(int8.groups)
+    assert sorted(r.name for r in ranking) == sorted(int8.names)
+    assert [r.sqnr_db for r in ranking] == sorted(r.sqnr_db for r in ranking)
+    assert math.isclose(sum(r.noise_share for r in ranking), 1.0, rel_tol=1e-9)
+    every = simulate_with_fp32(int8, [], inputs, refs, logits=True)
+    # one layer alone is never worse than all of them together, and the worst ones matter most
+    assert all(r.sqnr_db > every.sqnr_db for r in ranking)
+    assert ranking[0].noise_share > 5 * ranking[-1].noise_share
+    # keeping the 8 most damaging layers in fp32 removes a large part of the error
+    better = simulate_with_fp32(int8, [r.name for r in ranking[:8]], inputs, refs, logits=True)
+    assert better.sqnr_db > every.sqnr_db + 3
+
+
+def test_dynamic_pt2e_and_8da4w_sessions(setup):
+    prepared, inputs, refs = setup
+    dyn = make_session(prepared, (inputs[0],), "pte", SCHEME_INFO["int8-dynamic"], None, [], 32, MODEL)
+    assert {g.op for g in dyn.groups} == {"conv2d", "linear"}  # dynamic quantization: weighted ops only
+    simulated = dyn.simulate(dyn.names, inputs)
+    with torch.no_grad():
+        ran = [[dyn.quantized_module()(x)] for x in inputs]
+    assert 20 < score(refs, simulated, logits=True).sqnr_db < 60
+    assert score(ran, simulated, logits=True).sqnr_db > 25  # run-time ranges: per tensor here, per row in XNNPACK
+
+    w4 = make_session(prepared, (inputs[0],), "pte", SCHEME_INFO["8da4w"], None, [], 32, MODEL)
+    assert w4.names == ["classifier.1"]
+    simulated = w4.simulate(w4.names, inputs)
+    with torch.no_grad():
+        ran = [[w4.quantized_module()(x)] for x in inputs]
+        assert sqnr_db(refs[0][0], w4.simulate([], inputs[:1])[0][0]) > 100  # the swap is undone
+    assert score(ran, simulated, logits=True).sqnr_db > 100
+    assert 8 < score(refs, simulated, logits=True).sqnr_db < 40
+
+
+def test_onnx_layers_match_pte_names_and_exclusion_removes_qdq(setup, int8, ort_int8):
+    import onnx
+
+    _, inputs, refs = setup
+    pte_convs = {g.name for g in int8.groups if g.op in ("conv2d", "linear")}
+    onnx_convs = {g.name for g in ort_int8.groups if g.op in ("Conv", "Gemm")}
+    assert onnx_convs == pte_convs  # the same names in both formats
+    assert score(refs, ort_int8.simulate([], inputs), logits=True).sqnr_db > 100
+    every = score(refs, ort_int8.simulate(ort_int8.names, inputs), logits=True).sqnr_db
+    assert 15 < every < 45
+
+    def weight_source(program: bytes, node_name: str) -> str:
+        model = onnx.load_from_string(program)
+        producer = {o: n.op_type for n in model.graph.node for o in n.output}
+        node = next(n for n in model.graph.node if n.name == node_name)
+        return producer.get(node.input[1], "initializer")
+
+    layer = next(g for g in ort_int8.groups if g.name == "features.1.conv.0.0")
+    # its weight stays fp32 when the layer is excluded (its input may still be the previous layer's Q/DQ output)
+    assert weight_source(ort_int8.quantized_onnx([layer.name]), layer.nodes[0]) == "initializer"
+    assert weight_source(ort_int8.quantized_onnx(), layer.nodes[0]) == "DequantizeLinear"
+
+
+def test_onnx_dynamic_session(setup, tmp_path):
+    prepared, inputs, refs = setup
+    dyn = make_session(prepared, (inputs[0],), "onnx", SCHEME_INFO["int8-dynamic"], None, [], 32, MODEL,
+                       workdir=tmp_path)
+    assert "classifier.1" in dyn.names and {g.op for g in dyn.groups} <= {"Conv", "Gemm", "MatMul"}
+    assert 15 < score(refs, dyn.simulate(dyn.names, inputs), logits=True).sqnr_db < 60
