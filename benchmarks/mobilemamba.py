@@ -60,6 +60,7 @@ def lowered_node_count(name: str, resolution: int, **model_kwargs) -> int:
 
 def bench_variants(args, out: Path) -> None:
     import edgeml
+    from edgeml.models import get_model_config
 
     rows, nodes = [], []
     for v in args.variants:
@@ -83,7 +84,7 @@ def bench_variants(args, out: Path) -> None:
                              portable])
                 print(f"  {rows[-1]}", file=sys.stderr, flush=True)
         if not args.skip_nodes:
-            r = edgeml.get_model_config(name).resolution
+            r = get_model_config(name).resolution
             nodes.append([name, r, lowered_node_count(name, r), r + 128, lowered_node_count(name, r + 128)])
     print_table(["model", "artifact", "export s (wall)", "export s (CPU)", "load", "MB", "SQNR dB (worst img)",
                  "XNNPACK compute ops", "XNNPACK nodes", "portable ops"], rows)
