@@ -1,8 +1,11 @@
 """Imports every model family so that each registers its models.
 
-Add one line per family file (see DESIGN.md: one file per family).
+Add one name per family file (see DESIGN.md: one file per family).
 """
-from edgeml.models import efficientmod, fastvit  # noqa: F401
-from edgeml.models import mobilenet  # noqa: F401
-from edgeml.models import mobilemamba  # noqa: F401
-from edgeml.models import vit  # noqa: F401
+from edgeml.models import (  # noqa: F401  (imported for their @register_model side effects)
+    efficientmod,
+    fastvit,
+    mobilemamba,
+    mobilenet,
+    vit,
+)

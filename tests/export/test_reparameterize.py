@@ -3,13 +3,13 @@ FastViT, with random non-identity BN statistics and layer scales so that a wrong
 (The pass on the real FastViTHD against its golden is in tests/models/test_fastvit.py.)"""
 import pytest
 import torch
+from torch import fx, nn
+
 from edgeml.export.passes.reparameterize import (
     fold_conv_bn,
     fold_sequential_batchnorms,
     reparameterize_model,
 )
-from torch import fx, nn
-
 from edgeml.models.fastvit import FastViT
 from edgeml.models.layers.reparam import (
     MobileOneBlock,
