@@ -519,9 +519,15 @@ def _build(name: str, scan: str = "op", num_classes: int = 1000, drop_path: floa
     )
 
 
+# Formats an end-to-end test exports and verifies (tests/export/test_mobilemamba_e2e.py); the
+# other variants' figures are in benchmarks/RESULTS.md, from benchmarks/mobilemamba.py.
+VERIFIED_FORMATS = {"mobilemamba_t2": ("pte", "onnx")}
+
+
 def _config(name: str) -> ModelConfig:
     resolution, arch = ARCHS[name]
     return ModelConfig(
+        formats=VERIFIED_FORMATS.get(name, ()),
         name=name,
         family="mobilemamba",
         resolution=resolution,
