@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,7 @@ import scan_tiny
 scan_tiny.register()
 assert "TRITON_INTERPRET" not in os.environ
 from edgeml.cli import main
-codes = [main(["verify", {good!r}, "--reference", "triton", "--images", {images!r}, "--batch", "3",
+codes = [main(["verify", {good!r}, "--reference", "triton", "--images", {images!r}, "--batch", "2",
                "--json", {out!r} + "/good.json"]),
          main(["verify", {wrong!r}, "--reference", "triton", "--images", {images!r},
                "--json", {out!r} + "/wrong.json"])]
@@ -79,10 +80,14 @@ print(json.dumps({{"codes": codes, "interpret": os.environ.get("TRITON_INTERPRET
 def test_triton_reference_in_interpreter(scan_artifacts, tmp_path):
     pytest.importorskip("triton")
     # A fresh process, as from the shell: the CLI itself turns the interpreter on (no GPU here).
+    few = tmp_path / "few"  # the interpreter is slow: three images are enough here
+    few.mkdir()
+    for src in sorted(scan_artifacts.images.iterdir())[:3]:
+        shutil.copy(src, few / src.name)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["CUDA_VISIBLE_DEVICES"] = ""
     script = TRITON_SCRIPT.format(here=str(HERE), good=str(scan_artifacts.good), wrong=str(scan_artifacts.wrong),
-                                  images=str(scan_artifacts.images), out=str(tmp_path))
+                                  images=str(few), out=str(tmp_path))
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -92,5 +97,5 @@ def test_triton_reference_in_interpreter(scan_artifacts, tmp_path):
     assert "Triton kernels in the interpreter" in good["reference"]
     assert "1 edgeml op calls per forward pass" in good["reference"]
     # The Triton reference agrees with the correct .pte to fp32 accuracy and catches the wrong one.
-    assert good["worst_sqnr_db"] > 90 and len(good["per_image"]) == 12
+    assert good["worst_sqnr_db"] > 90 and len(good["per_image"]) == 3
     assert wrong["worst_sqnr_db"] < 45 and not wrong["passed"]
