@@ -14,3 +14,18 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true",
+                     help="also run tests marked slow (long exports of known-open cases)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    for item in items:
+        marker = item.get_closest_marker("slow")
+        if marker is not None:
+            why = marker.kwargs.get("reason", "long-running")
+            item.add_marker(pytest.mark.skip(reason=f"slow ({why}); run with --runslow"))

@@ -85,7 +85,11 @@ def test_quantizer_leaves_the_scan_fp32():
 # 8.2-9.7 dB on the 6 sample images, top-1 agreeing on 3 of 6. The scan is not what is quantized (see the test
 # above); whether the random-init network's chaos (mobilenet.py, RESIDUAL_BRANCH_SCALE) or a
 # real quantization problem causes it is not established yet. strict: a fix makes this fail.
-INT8_BELOW_THRESHOLD = pytest.mark.xfail(strict=True, reason="T2 int8 SQNR 8.2-9.7 dB < 25 dB on random init")
+INT8_BELOW_THRESHOLD = [
+    pytest.mark.xfail(strict=True, reason="T2 int8 SQNR 8.2-9.7 dB < 25 dB on random init"),
+    # A known-failing int8 export costs minutes of the CI budget; it runs with --runslow.
+    pytest.mark.slow(reason="MobileMamba int8 export, below threshold, open in issue 5"),
+]
 
 
 @pytest.mark.parametrize("case", [c if c[1] == "none" else pytest.param(c, marks=INT8_BELOW_THRESHOLD)
@@ -114,5 +118,6 @@ def test_artifact_verifies(artifacts, case):
         assert d["share"] > 0.5
 
 
+@pytest.mark.slow(reason="needs the MobileMamba int8 export, open in issue 5")
 def test_int8_pte_is_smaller(artifacts):
     assert artifacts[("pte", "int8")].size_bytes < 0.4 * artifacts[("pte", "none")].size_bytes
