@@ -7,12 +7,12 @@ export properties that do not depend on the size are checked on a tiny FastViT w
 block types and stage layout."""
 import pytest
 import torch
-from edgeml.export.passes.reparameterize import reparameterize_model
 from goldens import load_golden
 from torch import nn
 
 import edgeml
 from edgeml.errors import CheckpointError, InputShapeError
+from edgeml.export.passes.reparameterize import reparameterize_model
 from edgeml.models._checkpoint import load_checkpoint
 from edgeml.models._registry import count_params, get_model_config
 from edgeml.models.fastvit import FastViT, fastvithd

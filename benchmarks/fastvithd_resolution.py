@@ -1,0 +1,123 @@
+"""FastViTHD latency versus input resolution: .pte (ExecuTorch + XNNPACK) vs .onnx (ONNX Runtime).
+
+For each resolution the fp32 .pte and .onnx are exported (timed: wall and CPU seconds, and the
+load average, since the machines this runs on are shared), then run alternately on the same
+random input with the same thread count; the table gives both medians and the ratio pte/ort
+(< 1: ExecuTorch faster), and the .pte's delegation. Export's parity check runs on
+``--images`` sample images (all six by default; fewer keeps 1024 affordable on two cores).
+
+Weights (``--weights``): ``training-init`` (default) is a random training-form FastViTHD whose
+BatchNorm statistics come from the sample images, merged by the reparameterization pass, as a
+trained checkpoint would be; ``zoo`` is the zoo's random init of the inference form, whose output
+hardly depends on the image (see tests/export/test_efficientmod_fastvit_e2e.py), fine for
+latency but not for parity. Run:
+
+    python benchmarks/fastvithd_resolution.py [--resolutions 256,512,768,1024] [--formats pte,onnx]
+        [--quant none] [--weights training-init] [--threads 2] [--rounds 5] [--images 6] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import command, interleaved_medians, machine, print_table  # noqa: E402
+
+
+def _load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def _image_folder(n: int, root: Path) -> Path | None:
+    from edgeml.images import sample_images
+
+    paths = sample_images()
+    if n >= len(paths):
+        return None
+    folder = root / f"images_{n}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in paths[:n]:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--resolutions", default="256,512,768,1024")
+    ap.add_argument("--formats", default="pte,onnx")
+    ap.add_argument("--quant", default="none")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--images", type=int, default=6, help="sample images for export's parity check")
+    ap.add_argument("--weights", choices=("training-init", "zoo"), default="training-init")
+    ap.add_argument("--out", type=Path, help="keep the artifacts here (default: a temp dir, deleted)")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+
+    import edgeml
+    from edgeml.export import export
+    from edgeml.export.passes.reparameterize import reparameterize_model
+    from edgeml.runtime.runners import make_runner
+
+    keep = args.out is not None
+    out = args.out or Path(tempfile.mkdtemp(prefix="edgeml-fastvithd-"))
+    images = _image_folder(args.images, out)
+    formats, quants = args.formats.split(","), args.quant.split(",")
+    print(f"command: {command()}\nmachine: {machine()}\nload average at start: {_load()}\n"
+          f"threads: {args.threads}, rounds: {args.rounds} (medians; pte and ort timed alternately), "
+          f"parity images: {min(args.images, 6)}, weights: {args.weights}\n", flush=True)
+    checkpoint = None
+    if args.weights == "training-init":
+        checkpoint = reparameterize_model(
+            edgeml.create_model("fastvithd", resolution=256, form="training")).state_dict()
+    export_rows, latency_rows = [], []
+    for res in (int(r) for r in args.resolutions.split(",")):
+        for quant in quants:
+            arts = {}
+            for fmt in formats:
+                wall, cpu = time.perf_counter(), time.process_time()
+                art = export("fastvithd", format=fmt, quantize=quant, resolution=res, output_dir=out,
+                             verify_images=images, checkpoint=checkpoint)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                arts[fmt] = art
+                d = art.manifest.delegation
+                share = f"{d['compute_share'] * 100:.0f}%" if "compute_share" in d else "n/a"
+                portable = ", ".join(f"{k} x{n}" for k, n in sorted(d.get("portable_ops", {}).items()))
+                export_rows.append([res, art.path.name, f"{wall:.0f}", f"{cpu:.0f}", _load(),
+                                    f"{art.size_bytes / 1e6:.1f}", f"{art.manifest.parity['worst_sqnr_db']:.1f}",
+                                    share, portable or ("none" if fmt == "pte" else "")])
+                print(f"  {export_rows[-1]}", file=sys.stderr, flush=True)
+            x = [torch.rand(1, 3, res, res)]
+            runners = [make_runner(arts[f].path, threads=args.threads) for f in formats]
+            ms = interleaved_medians([lambda r=r, x=x: r.run(x) for r in runners], args.rounds, warmup=1)
+            row = [res, quant, *(f"{m:.1f}" for m in ms)]
+            if len(ms) == 2:
+                row.append(f"{ms[0] / ms[1]:.2f}")
+            latency_rows.append(row)
+            print(f"  {row}", file=sys.stderr, flush=True)
+            del runners
+            if not keep:
+                for art in arts.values():
+                    art.path.unlink(missing_ok=True)
+    print_table(["resolution", "artifact", "export s (wall)", "export s (CPU)", "load after", "MB",
+                 "SQNR dB (worst img)", "XNNPACK compute", "portable ops"], export_rows)
+    print()
+    headers = ["resolution", "quant", *(f"{f} ms (median)" for f in formats)]
+    if len(formats) == 2:
+        headers.append(f"{formats[0]}/{formats[1]}")
+    print_table(headers, latency_rows)
+    print(f"\nload average at end: {_load()}")
+    if not keep:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

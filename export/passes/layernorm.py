@@ -1,0 +1,131 @@
+"""LayerNorm written with the feature-axis means as 1x1 convolutions / linears, for XNNPACK.
+
+XNNPACK (as ExecuTorch 1.5 partitions it) takes ``mean.dim`` only over the two innermost axes of
+a 4-D tensor (global average pooling) and has no LayerNorm node, so a LayerNorm over the channel
+axis of an NCHW map (``LayerNorm2d``: EfficientMod, FastViT's attention blocks) leaves its two
+means on portable kernels, and ``nn.LayerNorm`` on token sequences leaves ``native_layer_norm``
+there; each one splits the delegated graph in two. An average over ``C`` features is also a
+matrix product with a constant ``(1, C)`` vector of ``1/C``: a 1x1 convolution with one output
+channel on NCHW maps, a linear with one output on tokens. Both are XNNPACK's bread and butter,
+and so are the sub / mul / add / rsqrt around them:
+
+    mean = avg(x);  c = x - mean;  var = avg(c * c);  y = c * rsqrt(var + eps) * weight + bias
+
+which is ``nn.LayerNorm``'s function (biased variance), up to fp32 rounding.
+
+``lower_layernorms`` is pure: it returns a copy in which every ``LayerNorm2d`` and every
+``nn.LayerNorm`` over one trailing axis is replaced by these forms, keeping ``weight``/``bias``.
+"""
+from __future__ import annotations
+
+import copy
+from typing import TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from edgeml.models.layers.norm import LayerNorm2d
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+class _AveragedLayerNorm(nn.Module):
+    def __init__(self, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+                 averaging_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        channels = averaging_shape[1]
+        self.num_channels, self.eps = channels, float(eps)
+        ref = weight if weight is not None else torch.empty(0)
+        # A parameter-like constant: torch.export lifts it as a buffer, PT2E quantizes it as a
+        # weight (all entries equal, so per-channel int8 represents 1/C exactly), XNNPACK packs it.
+        self.register_buffer(
+            "averaging", torch.full(averaging_shape, 1.0 / channels, dtype=ref.dtype, device=ref.device)
+        )
+        self.weight = nn.Parameter(weight.detach().clone()) if weight is not None else None
+        self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
+
+    def _average(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _affine_view(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centered = x - self._average(x)
+        var = self._average(centered * centered)
+        x = centered * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            x = x * self._affine_view(self.weight)
+        if self.bias is not None:
+            x = x + self._affine_view(self.bias)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, eps={self.eps}"
+
+
+class ConvMeanLayerNorm2d(_AveragedLayerNorm):
+    """LayerNorm over dim 1 of an NCHW map; both channel means are 1x1 convs with one output."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> None:
+        super().__init__(weight, bias, eps, (1, weight.numel(), 1, 1))
+
+    def _average(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.averaging)
+
+    def _affine_view(self, t: torch.Tensor) -> torch.Tensor:
+        return t.view(-1, 1, 1)
+
+
+class LinearMeanLayerNorm(_AveragedLayerNorm):
+    """LayerNorm over the last axis; both means are linears with one output feature."""
+
+    def __init__(self, num_features: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                 eps: float) -> None:
+        super().__init__(weight, bias, eps, (1, num_features))
+
+    def _average(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.averaging)
+
+
+def _lowerable(module: nn.Module) -> bool:
+    return isinstance(module, LayerNorm2d) or (
+        type(module) is nn.LayerNorm and len(module.normalized_shape) == 1
+    )
+
+
+def _lowered(module: nn.Module) -> nn.Module | None:
+    if not _lowerable(module):
+        return None
+    if isinstance(module, LayerNorm2d):
+        return ConvMeanLayerNorm2d(module.weight, module.bias, module.eps)
+    return LinearMeanLayerNorm(module.normalized_shape[0], module.weight, module.bias, module.eps)
+
+
+def lower_layernorms(module: ModuleT) -> ModuleT:
+    """Return a copy of ``module`` with every ``LayerNorm2d`` and one-axis ``nn.LayerNorm`` in the
+    averaged-by-matmul form above; ``module`` itself is left untouched. Same function within fp32
+    rounding, in eval and in training mode (the norms have no running state)."""
+    if isinstance(module, fx.GraphModule):
+        raise TypeError("lower_layernorms works on eager modules: apply it before torch.export")
+    replacement = _lowered(module)
+    if replacement is not None:
+        return replacement.train(module.training)
+    model = copy.deepcopy(module)
+    _replace_in_place(model)
+    return model
+
+
+def _replace_in_place(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        replacement = _lowered(child)
+        if replacement is not None:
+            setattr(module, name, replacement.train(child.training))
+        else:
+            _replace_in_place(child)
+
+
+def count_lowerable_layernorms(module: nn.Module) -> int:
+    """How many norms ``lower_layernorms`` would rewrite."""
+    return sum(_lowerable(m) for m in module.modules())

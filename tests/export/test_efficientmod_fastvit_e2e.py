@@ -1,0 +1,142 @@
+"""End to end for EfficientMod and FastViTHD (issue 4): export, parity in the edge runtime, and the
+share of the compute XNNPACK takes.
+
+efficientmod_xxs goes through all four artifacts; FastViTHD (123M parameters) through .pte fp32 at
+256, which is what the CI budget allows. The other EfficientMod variants, FastViTHD int8 and
+FastViTHD at 512/768/1024 are measured by ``benchmarks/zoo.py`` and
+``benchmarks/fastvithd_resolution.py`` (minutes each on two cores).
+
+FastViTHD is exported from random *training-form* weights whose BatchNorm statistics come from
+the sample images, merged by the reparameterization pass (what a trained checkpoint goes
+through). The zoo's random init builds the inference form directly, with no BN left to rescale
+its convs: the signal shrinks about 4x per stage and the RepCPE biases swamp it, so its output is
+the same for every image to within -60 dB, and an SQNR measured on it says little.
+"""
+import pytest
+import torch
+
+import edgeml
+from edgeml.export import DEFAULT_MIN_SQNR, export
+from edgeml.export.passes.reparameterize import reparameterize_model
+from edgeml.images import Preprocessing, load_image, sample_images
+from edgeml.manifest import read_manifest, sha256_file
+from edgeml.models import get_model_config
+from edgeml.runtime.verify import verify_artifact
+
+BACKEND = {"pte": "xnnpack", "onnx": "ort"}
+TAG = {"none": "fp32", "int8": "int8"}
+
+# Measured on the 6 sample images (random init, seed 0). Both causes are established in the
+# issue 4 report; strict, so that a fix makes these fail and the marks get removed.
+PTE_INT8_BELOW = [
+    pytest.mark.xfail(strict=True, reason=(
+        "efficientmod_xxs int8 .pte: 31.5 dB over all images but 24.2 dB on motorcycle_left "
+        "(eager PT2E: 24.9, so not the lowering). The final LayerNorm and the classifier head "
+        "cost it: quantizing either alone gives 28 dB on that image, keeping both in fp32 gives "
+        "36.7 dB (issue 7's fp32 fallback)")),
+    pytest.mark.slow(reason="efficientmod_xxs int8 .pte export (minutes), below threshold"),
+]
+ONNX_INT8_BELOW = pytest.mark.xfail(strict=True, reason=(
+    "efficientmod_xxs int8 .onnx: 3.3 dB worst image. ONNX Runtime's u8s8 integer kernels "
+    "saturate on AVX2 CPUs without VNNI (the same QDQ model run unfused gives 24.0 dB; uint8 "
+    "weights give 23.9 dB): the recipe needs reduce_range or u8u8 there (issue 7), and then "
+    "hits the final LayerNorm / head limit of the .pte"))
+
+EFFICIENTMOD_CASES = [
+    ("pte", "none"),
+    pytest.param(("pte", "int8"), marks=PTE_INT8_BELOW),
+    ("onnx", "none"),
+    pytest.param(("onnx", "int8"), marks=ONNX_INT8_BELOW),
+]
+
+
+def _case_id(case) -> str:
+    return f"{case[0]}-{case[1]}"
+
+
+@pytest.fixture(scope="module")
+def efficientmod(tmp_path_factory):
+    """Exports an efficientmod_xxs artifact the first time a test asks for it (a skipped slow
+    case costs nothing)."""
+    out = tmp_path_factory.mktemp("efficientmod")
+    cache = {}
+
+    def get(fmt: str, quant: str):
+        if (fmt, quant) not in cache:
+            cache[fmt, quant] = export("efficientmod_xxs", format=fmt, quantize=quant, output_dir=out)
+        return cache[fmt, quant]
+
+    return get
+
+
+def _read_checked(art, stem: str, fmt: str, quant: str):
+    assert art.path.name == f"{stem}_{BACKEND[fmt]}_{TAG[quant]}.{fmt}"
+    m = read_manifest(art.path)
+    assert m.artifact["sha256"] == sha256_file(art.path) and m.quantization["scheme"] == quant
+    return m
+
+
+@pytest.mark.parametrize("case", EFFICIENTMOD_CASES, ids=_case_id)
+def test_efficientmod_artifact_verifies(efficientmod, case):
+    fmt, quant = case
+    art = efficientmod(fmt, quant)
+    m = _read_checked(art, "efficientmod_xxs", fmt, quant)
+    assert m.inputs[0].shape == [1, 3, 224, 224] and m.outputs[0].shape == [1, 1000]
+    report = verify_artifact(art.path)
+    assert report.passed, report.parity["outputs"]
+    logits = report.parity["outputs"]["logits"]
+    if quant == "none":
+        assert logits["sqnr_db"] >= DEFAULT_MIN_SQNR["none"] and logits["top1_agreement"] == 1.0
+    else:
+        assert DEFAULT_MIN_SQNR["int8"] <= logits["sqnr_db"] < 60 and logits["cosine"] > 0.99
+        assert art.size_bytes < 0.35 * efficientmod(fmt, "none").size_bytes
+
+
+@pytest.mark.parametrize("quant", ["none", pytest.param("int8", marks=PTE_INT8_BELOW[1])])
+def test_efficientmod_pte_runs_entirely_in_xnnpack(efficientmod, quant):
+    d = efficientmod("pte", quant).manifest.delegation
+    # Without edgeml.export.passes.layernorm / .modulation, 34 channel means, 6 token LayerNorms
+    # and 6 context tiles stay on portable kernels (see those passes' tests).
+    assert d["portable_ops"] == {}
+    assert d["compute_share"] == 1.0 and d["share"] == 1.0
+    # 83 convs/linears/bmms of the network, +5 fc1 chunks in each of the 6 ratio-6 blocks, +2
+    # averaging convs/linears per LayerNorm (23).
+    assert d["compute_total"] == 83 + 6 * 5 + 2 * 23
+
+
+@pytest.fixture(scope="module")
+def fastvithd_weights():
+    """Reparameterized random training-form weights, BN statistics from the sample images."""
+    model = reparameterize_model(edgeml.create_model("fastvithd", resolution=256, form="training"))
+    cfg = get_model_config("fastvithd")
+    pre = Preprocessing.for_resolution(256, cfg.mean, cfg.std)
+    x = torch.cat([pre(load_image(p)) for p in sample_images()[:3]])
+    with torch.no_grad():
+        y = model(x)
+    return model.state_dict(), y
+
+
+def test_fastvithd_weights_make_parity_meaningful(fastvithd_weights):
+    _, y = fastvithd_weights
+    # Most of the output power differs between images (zoo random init: ~1e-6).
+    assert (y - y.mean(0)).pow(2).mean() > 0.3 * y.pow(2).mean()
+
+
+@pytest.fixture(scope="module")
+def fastvithd_256(fastvithd_weights, tmp_path_factory):
+    return export("fastvithd", format="pte", resolution=256, checkpoint=fastvithd_weights[0],
+                  output_dir=tmp_path_factory.mktemp("fastvithd"))
+
+
+def test_fastvithd_256_pte(fastvithd_256):
+    art = fastvithd_256
+    m = _read_checked(art, "fastvithd_r256", "pte", "none")
+    assert m.inputs[0].shape == [1, 3, 256, 256] and m.outputs[0].shape == [1, 3072, 4, 4]
+    assert m.model["kwargs"] == {"resolution": 256}
+    d = m.delegation
+    # The 12 channel means of the attention blocks' LayerNorms would stay portable without the pass.
+    assert d["portable_ops"] == {} and d["compute_share"] == 1.0 and d["share"] == 1.0
+    # Parity as export measured it: the serialized program in ExecuTorch vs eager on the 6
+    # sample images (``edgeml verify`` runs the same measurement, exercised on efficientmod_xxs).
+    assert m.parity["worst_sqnr_db"] >= DEFAULT_MIN_SQNR["none"]
+    assert m.parity["outputs"]["embeddings"]["cosine"] > 0.9999
