@@ -24,16 +24,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a zoo model to .pte or .onnx with a manifest")
     p.add_argument("model", help="zoo model name (see `edgeml list`)")
     p.add_argument("--format", choices=("pte", "onnx"), default="pte")
-    p.add_argument("--quantize", choices=("none", "int8"), default="none")
+    _add_quantize_options(p)
     p.add_argument("--resolution", type=int, help="square input size (default: the model's)")
     p.add_argument("--checkpoint", type=Path, help="official checkpoint (state_dict) to load")
-    p.add_argument("--calibration", type=Path, help="folder of images for int8 calibration")
-    p.add_argument("--calibration-images", type=int, help="use at most this many calibration images")
     p.add_argument("--output-dir", type=Path, default=Path("artifacts"))
     p.add_argument("--seed", type=int, default=0, help="random-init seed when no checkpoint is given")
     p.add_argument("--verify", action="store_true",
-                   help="fail (and write nothing) if parity is below --min-sqnr")
-    p.add_argument("--min-sqnr", type=float, help="threshold in dB (default 60 fp32, 25 int8)")
+                   help="fail (and write nothing) if parity is below the threshold: --min-sqnr, or the "
+                   "scheme's default (60 dB fp32, 25 dB int8 and int8-dynamic, 12 dB 8da4w)")
+    p.add_argument("--min-sqnr", type=float, metavar="DB",
+                   help="implies --verify with DB as the threshold. With a quantized scheme it is a target: "
+                   "the most sensitive layers (see `edgeml quantize-report`) are kept in fp32, fewest first, "
+                   "until the SQNR measured in the edge runtime reaches DB; if that cannot be done the export "
+                   "fails, says why and writes nothing")
+    p.add_argument("--max-fp32-layers", type=int, metavar="N",
+                   help="with --min-sqnr: keep at most N layers in fp32 (0: plain int8, only verify)")
+    p.add_argument("--keep-fp32", type=_names, metavar="LAYER[,LAYER]",
+                   help="leave these quantized layers in fp32 (names as `edgeml quantize-report` prints them)")
     p.add_argument("--images", type=Path, help="images for the parity check (default: samples)")
     p.add_argument("--profile", action="store_true", help="profile the artifact on this machine after export")
     p.add_argument("--tiles-per-batch", type=int, default=1, metavar="N",
@@ -156,19 +163,50 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_quantize_options(p: argparse.ArgumentParser) -> None:
+    from edgeml.quantize.schemes import GROUP_SIZES, OBSERVERS, SCHEME_INFO
+
+    p.add_argument("--quantize", choices=tuple(SCHEME_INFO), default="none",
+                   help="int8: static, calibrated (.pte: XNNPACKQuantizer; .onnx: QDQ); int8-dynamic: "
+                   "activations quantized at run time; 8da4w: Linear layers with int4 weight groups and int8 "
+                   "dynamic activations (.pte only)")
+    p.add_argument("--calibration", type=Path, help="folder of images for int8 calibration (default: samples)")
+    p.add_argument("--calibration-images", type=int, metavar="N", help="use at most N calibration images")
+    p.add_argument("--observer", help="int8 calibration observer: " + "; ".join(
+        f".{fmt}: {', '.join(obs)} (default {obs[0]})" for fmt, obs in OBSERVERS.items()))
+    p.add_argument("--group-size", type=int, default=32, choices=GROUP_SIZES,
+                   help="8da4w: in-features per int4 weight group; each Linear's in-features must be a multiple")
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from edgeml.export import export
 
-    if args.min_sqnr is not None and not args.verify:
-        raise UsageError("--min-sqnr takes effect with --verify")
+    verify = args.verify or args.min_sqnr is not None
+    fallback = args.min_sqnr is not None and args.quantize != "none" and args.max_fp32_layers != 0
+    if args.max_fp32_layers is not None and (args.min_sqnr is None or args.max_fp32_layers < 0):
+        raise UsageError("--max-fp32-layers N takes N >= 0 and goes with --min-sqnr")
     stages = [s for s in EXPORT_STAGES if s != "quantize" or args.quantize != "none"]
     with _quiet(), _bar(len(stages), f"export {args.model}") as bar:
         def progress(stage: str) -> None:
             bar.set_description(f"export {args.model}: {stage}")
             bar.update(1)
 
+        layer_bar = None
+
+        def on_layer(done: int, total: int) -> None:
+            nonlocal layer_bar
+            if layer_bar is None:
+                layer_bar = _bar(total, "sensitivity, one layer at a time")
+            layer_bar.update(1)
+            if done == total:
+                layer_bar.close()
+
         threshold = None
-        if args.verify:
+        if verify:
             from edgeml.export import DEFAULT_MIN_SQNR
 
             threshold = args.min_sqnr if args.min_sqnr is not None else DEFAULT_MIN_SQNR[args.quantize]
@@ -179,6 +217,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             verify_images=args.images, min_sqnr=threshold, seed=args.seed, progress=progress,
             batch=args.tiles_per_batch, dynamic_batch=args.dynamic_batch,
             dynamic_resolution=args.dynamic_resolution, bundle=args.bundle,
+            observer=args.observer, group_size=args.group_size, fp32_fallback=fallback,
+            max_fp32_layers=args.max_fp32_layers, keep_fp32=args.keep_fp32 or (), on_layer=on_layer,
         )
     m = artifact.manifest
     print(f"wrote {artifact.path} ({artifact.size_bytes / 1e6:.2f} MB) and {artifact.manifest_path.name} "
@@ -194,11 +234,28 @@ def cmd_export(args: argparse.Namespace) -> int:
         top1 = f", top-1 agreement {o['top1_agreement'] * 100:.0f}%" if "top1_agreement" in o else ""
         print(f"  parity ({name}, {len(m.parity['images'])} images): SQNR {o['sqnr_db']:.1f} dB "
               f"(worst image {o['image_sqnr_db']['min']:.1f}), cosine {o['cosine']:.6f}{top1}")
-    if args.verify:
+    _print_quantization(m.quantization)
+    if verify:
         print(f"  verify: PASS (>= {m.parity['threshold_db']:g} dB)")
     if args.profile:
         return _profile(artifact.path, runs=50, warmup=5, threads=None, per_op=True, json_path=None)
     return 0
+
+
+def _print_quantization(q: dict) -> None:
+    layers = q.get("layers")
+    if not layers:
+        return
+    mixed = q.get("mixed_precision")
+    fp32 = q.get("fp32_layers") or []
+    line = f"  quantization: {q['scheme']}, {layers['quantized']}/{layers['total']} layers quantized"
+    if fp32:
+        shown = ", ".join(fp32[:5]) + (f" and {len(fp32) - 5} more" if len(fp32) > 5 else "")
+        line += f"; in fp32: {shown}"
+    print(line)
+    if mixed and fp32:
+        print(f"  mixed precision: {mixed['measured_db']:.1f} dB measured >= {mixed['target_db']:g} dB target "
+              f"(every layer quantized: {mixed['all_layers_quantized_db']:.1f} dB)")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -5,7 +5,9 @@
     build      edgeml.create_model (official checkpoint or seeded random init)
     passes     reparameterize (where the family defines it) -> fold BatchNorm
     capture    torch.export
-    quantize   PT2E static int8 (.pte) | ORT QDQ static int8 (.onnx), on real images
+    quantize   edgeml.quantize schemes: PT2E int8 static/dynamic or torchao 8da4w (.pte) | ORT QDQ
+               static / dynamic int8 (.onnx); with ``fp32_fallback``, the most sensitive layers are
+               kept in fp32 until the edge runtime's SQNR reaches ``min_sqnr`` (edgeml.quantize.mixed)
     decompose  edgeml custom ops -> plain aten (edgeml.kernels.decomposition_table)
     lower      XNNPACK partitioner -> .pte  |  dynamo ONNX exporter -> .onnx
     parity     the serialized bytes run in the edge runtime vs eager PyTorch, on real images
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,10 +42,11 @@ from edgeml.manifest import (
 )
 from edgeml.models import create_model, get_model_config
 from edgeml.models._registry import ModelConfig
+from edgeml.quantize.schemes import SCHEME_INFO
 
 FORMATS = {"pte": ("xnnpack", ".pte"), "onnx": ("ort", ".onnx")}
-QUANT_TAGS = {"none": "fp32", "int8": "int8"}
-DEFAULT_MIN_SQNR = {"none": 60.0, "int8": 25.0}
+QUANT_TAGS = {name: s.tag for name, s in SCHEME_INFO.items()}
+DEFAULT_MIN_SQNR = {name: s.default_min_sqnr for name, s in SCHEME_INFO.items()}
 
 Progress = Callable[[str], None]
 
@@ -122,8 +125,10 @@ def check_resolution(config: ModelConfig, resolution: int) -> None:
         )
 
 
-def prepare_for_export(model: nn.Module, example_inputs: tuple) -> nn.Module:
-    """Function-preserving passes: structural reparameterization, then BatchNorm folding."""
+def prepare_for_export(model: nn.Module, example_inputs: tuple, *, format: str | None = None) -> nn.Module:
+    """Function-preserving passes: structural reparameterization, then BatchNorm folding; for
+    ``format="pte"`` also the rewrites that let XNNPACK take the whole graph (LayerNorm means as
+    1x1 convs / linears, EfficientMod's context tile as a concat of distinct tensors)."""
     from edgeml.export.passes.batchnorm import fold_batchnorm
 
     try:
@@ -132,7 +137,13 @@ def prepare_for_export(model: nn.Module, example_inputs: tuple) -> nn.Module:
         reparameterize_model = None
     if reparameterize_model is not None:
         model = reparameterize_model(model)
-    return fold_batchnorm(model, example_inputs)
+    model = fold_batchnorm(model, example_inputs)
+    if format == "pte":
+        from edgeml.export.passes.layernorm import lower_layernorms
+        from edgeml.export.passes.modulation import split_context_tiling
+
+        model = split_context_tiling(lower_layernorms(model))
+    return model
 
 
 def decompose_custom_ops(exported: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
@@ -184,6 +195,12 @@ def export(
     model_kwargs: Mapping[str, Any] | None = None,
     bundle: int = 0,
     progress: Progress | None = None,
+    observer: str | None = None,
+    group_size: int = 32,
+    fp32_fallback: bool = False,
+    max_fp32_layers: int | None = None,
+    keep_fp32: Sequence[str] = (),
+    on_layer: Callable[[int, int], None] | None = None,
 ) -> Artifact:
     """Export zoo model ``model`` to ``format`` ("pte" | "onnx"), fp32 or int8; see module doc.
 
@@ -193,15 +210,26 @@ def export(
     the same dynamic shapes are used for the exports before and after quantization.
     ``bundle=N`` (.pte only) also writes ``<stem>.bpte``, an ExecuTorch bundled program with N
     sample inputs and the eager outputs for them (edgeml.runtime.bundled).
+
+    Quantization: ``quantize`` is a scheme of ``edgeml.quantize.schemes`` (int8, int8-dynamic,
+    8da4w); ``observer`` and ``calibration_images`` set the calibration of int8, ``group_size``
+    the int4 weight groups of 8da4w. ``keep_fp32`` names layers to leave in fp32. With
+    ``fp32_fallback``, ``min_sqnr`` is a target: the most sensitive layers are kept in fp32
+    (at most ``max_fp32_layers``) until the SQNR measured in the edge runtime reaches it, or the
+    export fails with the reason (``edgeml.quantize.mixed``); ``on_layer(done, total)`` follows
+    the per-layer sensitivity loop.
     """
     from edgeml.quantize import calibration_images as _calibration_paths
-    from edgeml.quantize import check_scheme, load_inputs
+    from edgeml.quantize import load_inputs
+    from edgeml.quantize.schemes import get_scheme, resolve_observer
 
     t0 = time.perf_counter()
     say = progress or (lambda stage: None)
     if format not in FORMATS:
         raise UsageError(f"unknown format {format!r}; choose pte or onnx")
-    check_scheme(quantize)
+    scheme = get_scheme(quantize, format)
+    observer = resolve_observer(scheme, format, observer)
+    _check_quantize_options(scheme, calibration, calibration_images, min_sqnr, fp32_fallback, keep_fp32)
     config = get_model_config(model)
     resolution = int(resolution or config.resolution)
     check_resolution(config, resolution)
@@ -218,7 +246,7 @@ def export(
             raise UsageError(f"dynamic resolution {lo}:{hi} must be a range that contains {resolution}")
         dynamic_resolution = (lo, hi)
     pre = Preprocessing.for_resolution(resolution, config.mean, config.std)
-    calib_paths = _calibration_paths(calibration, calibration_images) if quantize != "none" else []
+    calib_paths = _calibration_paths(calibration, calibration_images) if scheme.calibrated else []
     verify_paths = _calibration_paths(verify_images) if verify_images else sample_images()
     out_dir = Path(output_dir)
     name = artifact_name(model, format, quantize, resolution, get_model_config(model).resolution,
@@ -236,27 +264,39 @@ def export(
     dynamic_axes, dynamic_shapes = _dynamic_spec(config, batch if dynamic_batch else None, dynamic_resolution)
 
     say("passes")
-    prepared = prepare_for_export(reference, example)
+    prepared = prepare_for_export(reference, example, format=format)
 
     say("capture")
     calib_inputs = load_inputs(calib_paths, pre) if calib_paths else []
+    calib = [torch.cat([x] * example_batch) for x in calib_inputs]
+    session, mixed = None, None
     if format == "pte":
-        if quantize == "int8":
+        if quantize != "none":
             say("quantize")
-            from edgeml.quantize import quantize_pt2e
+            from edgeml.quantize.report import make_session
 
-            calib = [torch.cat([x] * example_batch) for x in calib_inputs]
-            prepared = quantize_pt2e(prepared, example, calib, dynamic_shapes=dynamic_shapes)
-        exported = decompose_custom_ops(_capture(prepared, example, dynamic_shapes))
+            session = make_session(prepared, example, format, scheme, observer, calib, group_size, model,
+                                   dynamic_shapes=dynamic_shapes)
+
+        def lower(fp32_layers: Sequence[str]) -> tuple[bytes, dict]:
+            module = session.quantized_module(fp32_layers) if session is not None else prepared
+            exported = decompose_custom_ops(_capture(module, example, dynamic_shapes))
+            from edgeml.export.pte import lower_to_pte
+
+            try:
+                data, delegation = lower_to_pte(exported)
+            except Exception as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise LoweringError(f"lowering to ExecuTorch failed: {first}") from e
+            return data, delegation.to_dict()
+
         say("lower")
-        from edgeml.export.pte import lower_to_pte
-
-        try:
-            data, delegation = lower_to_pte(exported)
-        except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise LoweringError(f"lowering to ExecuTorch failed: {first}") from e
-        delegation_dict = delegation.to_dict()
+        keep_fp32 = session.check_names(keep_fp32) if session is not None else []
+        data, delegation_dict = lower(keep_fp32)
+        if fp32_fallback and session is not None:
+            data, delegation_dict, keep_fp32, mixed = _keep_fp32_until(
+                session, lower, data, delegation_dict, float(min_sqnr), max_fp32_layers, reference,
+                verify_paths, pre, config, example_batch, format, on_layer)
     else:
         exported = decompose_custom_ops(_capture(prepared, example, dynamic_shapes))
         n_out = len(_as_list(exported.module()(*example)))
@@ -267,14 +307,19 @@ def export(
             fp32 = Path(tmp) / "model.onnx"
             lower_to_onnx(exported, example, fp32, input_names=["image"],
                           output_names=_output_names(config, n_out))
-            if quantize == "int8":
+            if quantize != "none":
                 say("quantize")
-                from edgeml.quantize import quantize_onnx_static
+                from edgeml.quantize.session import OrtSession
 
-                q = Path(tmp) / "model.int8.onnx"
-                quantize_onnx_static(fp32, q, "image", calib_inputs)
-                fp32 = q
-            data = fp32.read_bytes()
+                session = OrtSession(fp32, "image", scheme, observer, calib, Path(tmp), example=example[0])
+                keep_fp32 = session.check_names(keep_fp32)
+                data = session.quantized_onnx(keep_fp32)
+                if fp32_fallback:
+                    data, _, keep_fp32, mixed = _keep_fp32_until(
+                        session, lambda f: (session.quantized_onnx(f), {}), data, {}, float(min_sqnr),
+                        max_fp32_layers, reference, verify_paths, pre, config, example_batch, format, on_layer)
+            else:
+                data = fp32.read_bytes()
         delegation_dict = {"backend": "CPUExecutionProvider", "share": 1.0,
                            "note": "ONNX Runtime runs every node on its CPU execution provider"}
 
@@ -311,10 +356,8 @@ def export(
         outputs=[TensorSpec(n, list(o.shape), "float32", layout="", kind=config.output)
                  for n, o in zip(_output_names(config, len(outputs)), outputs)],
         preprocessing=_preprocessing_record(pre, config, batch, dynamic_batch),
-        quantization={"scheme": quantize, "description": _scheme_description(quantize),
-                      "calibration": {"images": len(calib_paths),
-                                      "source": str(calibration) if calibration else "edgeml sample images"},
-                      "fp32_layers": []},
+        quantization=_quantization_record(scheme, observer, calib_paths, calibration, session, keep_fp32,
+                                          mixed, group_size),
         delegation=delegation_dict,
         parity=parity,
         tools=tool_versions(),
@@ -356,10 +399,63 @@ def _weights_record(checkpoint: Any, seed: int) -> dict[str, Any]:
     return {"source": "in-memory state_dict"}
 
 
-def _scheme_description(scheme: str) -> str:
-    from edgeml.quantize import SCHEMES
+def _check_quantize_options(scheme, calibration, calibration_images, min_sqnr, fp32_fallback, keep_fp32) -> None:
+    if not scheme.calibrated and scheme.name != "none" and (calibration is not None or calibration_images is not None):
+        raise UsageError(f"--quantize {scheme.name} quantizes activations at run time and takes no calibration "
+                         "images (drop --calibration/--calibration-images, or use --quantize int8)")
+    if fp32_fallback and min_sqnr is None:
+        raise UsageError("keeping layers in fp32 needs a target: pass min_sqnr (--min-sqnr DB)")
+    if (fp32_fallback or keep_fp32) and scheme.name == "none":
+        raise UsageError("there is nothing to keep in fp32 without --quantize")
+    if fp32_fallback and keep_fp32:
+        raise UsageError("--keep-fp32 names the fp32 layers itself; it does not combine with the search for them "
+                         "(--min-sqnr with a quantized scheme): pass --max-fp32-layers 0 to only verify")
 
-    return SCHEMES[scheme]
+
+def _keep_fp32_until(session, lower, data, delegation, target_db, max_fp32_layers, reference, verify_paths, pre,
+                     config, batch, fmt, on_layer):
+    """The mixed-precision search (edgeml.quantize.mixed) with export's own lowering and parity."""
+    from edgeml.quantize import load_inputs
+    from edgeml.quantize.mixed import keep_fp32_until
+    from edgeml.runtime.runners import runner_from_bytes
+    from edgeml.runtime.verify import measure_parity
+
+    def measure(program: bytes) -> float:
+        return measure_parity(reference, runner_from_bytes(program, fmt), verify_paths, pre, config,
+                              batch=batch)["worst_sqnr_db"]
+
+    built: dict[tuple[str, ...], tuple[bytes, dict]] = {(): (data, delegation)}
+
+    def build(fp32_layers: list[str]) -> float:
+        built[tuple(fp32_layers)] = lower(fp32_layers)
+        return measure(built[tuple(fp32_layers)][0])
+
+    inputs = load_inputs(verify_paths, pre)
+    with torch.no_grad():
+        refs = [[t.float() for t in _as_list(reference(x))] for x in inputs]
+    result = keep_fp32_until(session, build, target_db, inputs, refs, logits=config.output == "logits",
+                             quantized_db=measure(data), max_fp32_layers=max_fp32_layers, on_layer=on_layer)
+    data, delegation = built[tuple(result.fp32_layers)]
+    return data, delegation, result.fp32_layers, result
+
+
+def _quantization_record(scheme, observer, calib_paths, calibration, session, fp32_layers, mixed,
+                         group_size) -> dict[str, Any]:
+    record: dict[str, Any] = {"scheme": scheme.name, "description": scheme.description}
+    if scheme.calibrated:
+        record["calibration"] = {"images": len(calib_paths), "observer": observer,
+                                 "source": str(calibration) if calibration else "edgeml sample images"}
+    else:
+        record["calibration"] = {"images": 0, "source": "none" if scheme.name == "none" else
+                                 "none: activations are quantized at run time"}
+    if scheme.name == "8da4w":
+        record["group_size"] = group_size
+    record["fp32_layers"] = list(fp32_layers)
+    if session is not None:
+        record["layers"] = {"quantized": len(session.groups) - len(fp32_layers), "total": len(session.groups)}
+    if mixed is not None:
+        record["mixed_precision"] = mixed.to_dict()
+    return record
 
 
 __all__ = ["Artifact", "FORMATS", "artifact_name", "decompose_custom_ops", "export", "prepare_for_export"]

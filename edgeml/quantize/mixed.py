@@ -4,8 +4,9 @@
    it reaches the target, nothing is kept in fp32.
 2. Otherwise every layer's sensitivity is measured alone (``edgeml.quantize.sensitivity``) and
    the layers are ranked, most damaging first.
-3. The first k layers of the ranking go to fp32 for k = 1, 2, ... in simulation, until the
-   simulated SQNR plus the offset between runtime and simulation seen so far reaches the target.
+3. The smallest k such that, with the first k layers of the ranking in fp32, the simulated SQNR
+   plus the offset between runtime and simulation seen so far reaches the target (galloping then
+   bisection over k, which assumes the SQNR grows as layers go to fp32: O(log n) simulations).
 4. That program is built and measured in the edge runtime. If the runtime misses the target, the
    offset is updated from this measurement and step 3 continues from k + 1 (at most
    ``max_builds`` programs are built in all).
@@ -13,8 +14,8 @@
 Greedy by single-layer sensitivity is not guaranteed to be the smallest set (errors of layers
 interact), but it is the set of the most sensitive layers, in order, which is what the user asked
 to keep. It refuses, with the reason, when the target needs every layer in fp32 (then the answer
-is an fp32 export), when it needs more layers than ``max_fp32_layers``, or when the runtime
-keeps missing the target.
+is an fp32 export; layers whose quantization alone does not change the output do not count), when
+it needs more layers than ``max_fp32_layers``, or when the runtime keeps missing the target.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from edgeml.quantize.sensitivity import (
 from edgeml.quantize.session import QuantSession
 
 MAX_BUILDS = 4
+NO_EFFECT_DB = 20.0  # a layer alone within this of the unquantized program's SQNR changes nothing
 
 
 class MixedPrecisionError(VerificationError):
@@ -87,45 +89,76 @@ def keep_fp32_until(
     result.ranking = ranking = layer_sensitivity(session, inputs, refs, logits=logits, on_layer=on_layer)
     names = [r.name for r in ranking]
     offset = quantized_db - simulate_with_fp32(session, [], inputs, refs, logits=logits).worst_db
-    limit = n - 1 if max_fp32_layers is None else min(max_fp32_layers, n - 1)
-    k, builds, best = 0, 0, None
+    # Layers whose quantization alone leaves the output at the fp32 floor change nothing (an op the
+    # quantizer only wraps); keeping every *other* layer in fp32 would be an fp32 program named int8.
+    floor = simulate_with_fp32(session, names, inputs, refs, logits=logits).worst_db
+    effective = sum(1 for r in ranking if r.sqnr_db < floor - NO_EFFECT_DB)
+    limit = effective - 1 if max_fp32_layers is None else min(max_fp32_layers, effective - 1)
+
+    def simulated(k: int) -> float:
+        return simulate_with_fp32(session, names[:k], inputs, refs, logits=logits).worst_db
+
+    most = simulated(effective - 1) if effective > 1 else -math.inf
+    if most + offset < target_db:
+        raise MixedPrecisionError(
+            f"{target_db:g} dB cannot be reached by keeping layers in fp32: with all but one of the "
+            f"{effective} layers whose quantization changes the output in fp32, the simulation gives "
+            f"{most:.1f} dB (fully quantized: {quantized_db:.1f} dB measured); "
+            "export without --quantize, or lower --min-sqnr")
+    k, builds, best = 0, 0, -math.inf
     while True:
-        k, simulated = _smallest_k(session, names, k + 1, n, target_db - offset, inputs, refs, logits)
-        if k is None:
+        k, sim_k = _smallest_k(simulated, k + 1, limit, target_db - offset)
+        if k is None and limit == effective - 1:
             raise MixedPrecisionError(
-                f"{target_db:g} dB cannot be reached by keeping layers in fp32: with every quantized layer in "
-                f"fp32 but one, the simulation stays below it ({simulated:.1f} dB; fully quantized "
-                f"{quantized_db:.1f} dB measured); export without --quantize, or lower --min-sqnr")
-        if k > limit:
+                f"the edge runtime stays below {target_db:g} dB: best {best:.1f} dB measured after {builds} "
+                f"program(s), and the simulation, corrected by it, misses the target even with all but one "
+                f"of the {effective} layers that matter in fp32; export without --quantize, or lower --min-sqnr")
+        if k is None:
             top = ", ".join(f"{r.name} ({r.sqnr_db:.1f} dB alone)" for r in ranking[:3])
             raise MixedPrecisionError(
-                f"reaching {target_db:g} dB needs about {k} of {n} layers in fp32 (simulated "
-                f"{simulated:.1f} dB) but --max-fp32-layers is {max_fp32_layers}; most sensitive: {top}")
+                f"reaching {target_db:g} dB needs more than {limit} of {n} layers in fp32 (with {limit}: "
+                f"simulated {sim_k:.1f} dB) but --max-fp32-layers is {max_fp32_layers}; most sensitive: {top}")
         measured = build(names[:k])
         builds += 1
-        result.attempts.append({"fp32_layers": k, "simulated_db": _r(simulated), "measured_db": _r(measured)})
-        best = max(best or -math.inf, measured)
+        result.attempts.append({"fp32_layers": k, "simulated_db": _r(sim_k), "measured_db": _r(measured)})
+        best = max(best, measured)
         if measured >= target_db:
             result.fp32_layers, result.measured_db = names[:k], measured
             return result
-        if builds >= max_builds:
+        if builds >= max_builds or k >= limit:
             raise MixedPrecisionError(
                 f"the edge runtime stays below {target_db:g} dB: best {best:.1f} dB after {builds} programs "
-                f"(last with {k} of {n} layers in fp32, simulated {simulated:.1f} dB); lower --min-sqnr")
-        offset = measured - simulated
+                f"(last with {k} of {n} layers in fp32, simulated {sim_k:.1f} dB); lower --min-sqnr")
+        offset = measured - sim_k
 
 
-def _smallest_k(session, names, start, n, needed, inputs, refs, logits) -> tuple[int | None, float]:
-    simulated = -math.inf
-    for k in range(start, n):
-        simulated = simulate_with_fp32(session, names[:k], inputs, refs, logits=logits).worst_db
-        if simulated >= needed:
-            return k, simulated
-    return None, simulated
+def _smallest_k(simulated: Callable[[int], float], start: int, stop: int, needed: float
+                ) -> tuple[int | None, float]:
+    """Smallest k in [start, stop] with simulated(k) >= needed, assuming SQNR grows with k: gallop
+    (start, start+1, start+3, ...) to a k that passes, then bisect back; O(log n) simulations."""
+    if start > stop:
+        return None, simulated(stop)
+    lo, step, k = start - 1, 1, start  # lo: largest k known to fail
+    while True:
+        value = simulated(k)
+        if value >= needed:
+            break
+        if k == stop:
+            return None, value
+        lo, k, step = k, min(stop, k + step), step * 2
+    hi, best = k, value
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        value = simulated(mid)
+        if value >= needed:
+            hi, best = mid, value
+        else:
+            lo = mid
+    return hi, best
 
 
 def _r(v: float | None) -> float | None:
-    return None if v is None else (round(v, 4) if math.isfinite(v) else v)
+    return None if v is None else (round(v, 6) if math.isfinite(v) else v)
 
 
 __all__ = ["MAX_BUILDS", "MixedPrecisionError", "MixedPrecisionResult", "keep_fp32_until"]

@@ -118,7 +118,10 @@ def test_sensitivity_ranks_every_layer(setup, int8):
 def test_dynamic_pt2e_and_8da4w_sessions(setup):
     prepared, inputs, refs = setup
     dyn = make_session(prepared, (inputs[0],), "pte", SCHEME_INFO["int8-dynamic"], None, [], 32, MODEL)
-    assert {g.op for g in dyn.groups} == {"conv2d", "linear"}  # dynamic quantization: weighted ops only
+    # dynamic quantization: dense convs and linears (XNNPACKQuantizer leaves depthwise convs fp32)
+    dense = {n for n, m in prepared.named_modules()
+             if isinstance(m, nn.Linear) or isinstance(m, nn.Conv2d) and m.groups == 1}
+    assert set(dyn.names) == dense and len(dense) == 36
     simulated = dyn.simulate(dyn.names, inputs)
     with torch.no_grad():
         ran = [[dyn.quantized_module()(x)] for x in inputs]
@@ -164,3 +167,68 @@ def test_onnx_dynamic_session(setup, tmp_path):
                        workdir=tmp_path)
     assert "classifier.1" in dyn.names and {g.op for g in dyn.groups} <= {"Conv", "Gemm", "MatMul"}
     assert 15 < score(refs, dyn.simulate(dyn.names, inputs), logits=True).sqnr_db < 60
+
+
+@pytest.fixture(scope="module")
+def search(setup, int8):
+    """keep_fp32_until on the real PT2E session, with a stand-in for export's build-and-measure."""
+    import edgeml.quantize.mixed as mixed
+
+    _, inputs, refs = setup
+    ranking = layer_sensitivity(int8, inputs, refs, logits=True)
+    every = simulate_with_fp32(int8, [], inputs, refs, logits=True).worst_db
+
+    def run(target, build_offsets=(0.0,), **kwargs):
+        builds = []
+
+        def build(fp32_layers):
+            offset = build_offsets[min(len(builds), len(build_offsets) - 1)]
+            builds.append(list(fp32_layers))
+            return simulate_with_fp32(int8, fp32_layers, inputs, refs, logits=True).worst_db + offset
+
+        patch = pytest.MonkeyPatch()
+        patch.setattr(mixed, "layer_sensitivity", lambda *a, **k: ranking)
+        try:
+            result = mixed.keep_fp32_until(int8, build, target, inputs, refs, logits=True,
+                                           quantized_db=every, **kwargs)
+        finally:
+            patch.undo()
+        return result, builds
+
+    return run, ranking, every
+
+
+def test_search_keeps_the_smallest_prefix_of_the_ranking(setup, int8, search):
+    run, ranking, every = search
+    _, inputs, refs = setup
+    target = every + 4
+    result, builds = run(target)
+    k = len(result.fp32_layers)
+    assert result.fp32_layers == [r.name for r in ranking[:k]] and builds == [result.fp32_layers]
+    assert result.measured_db >= target
+    below = simulate_with_fp32(int8, [r.name for r in ranking[:k - 1]], inputs, refs, logits=True).worst_db
+    assert below < target  # one layer fewer misses it: the fewest
+    assert run(every - 1)[0].fp32_layers == []  # already there: nothing kept, nothing built
+
+
+def test_search_rebuilds_when_the_runtime_misses(search):
+    run, _, every = search
+    # the first program measures 1.5 dB below its simulation; the search corrects and tries more layers
+    result, builds = run(every + 4, build_offsets=(-1.5, -1.5))
+    assert len(builds) == 2 and len(builds[1]) > len(builds[0]) and result.fp32_layers == builds[1]
+    assert [a["measured_db"] < every + 4 for a in result.attempts] == [True, False]
+
+
+def test_search_says_why_it_cannot(search):
+    from edgeml.quantize.mixed import MixedPrecisionError
+
+    run, ranking, every = search
+    with pytest.raises(MixedPrecisionError, match="200 dB cannot be reached.*export without --quantize"):
+        run(200.0)
+    with pytest.raises(MixedPrecisionError, match=r"needs more than 1 of \d+ layers in fp32.*"
+                                                  r"--max-fp32-layers is 1; most sensitive: " + ranking[0].name):
+        run(every + 4, max_fp32_layers=1)
+    with pytest.raises(MixedPrecisionError, match="stays below .* after 2 programs"):
+        run(every + 4, build_offsets=(-1.5, -3.0), max_builds=2)
+    with pytest.raises(MixedPrecisionError, match="stays below .* misses the target even with all but one"):
+        run(every + 4, build_offsets=(-200.0,))

@@ -1,0 +1,98 @@
+"""Quantization per zoo model: fp32 / int8 / mixed precision (and, on request, int8-dynamic, 8da4w), as .pte.
+
+For each model every variant is exported with ``edgeml.export.export`` (so size, SQNR and top-1
+agreement are export's own parity figures: the program run in ExecuTorch against eager fp32
+PyTorch on the six sample images) and then the .pte programs of one model run alternately on the
+same input with the same thread count; latency is the median, and the ratio is against fp32 of
+the same model in the same run. "mixed" is ``export(..., min_sqnr=--target, fp32_fallback=True)``:
+the most sensitive layers kept in fp32 until the runtime's SQNR reaches the target; the table says
+how many of the quantized layers that kept in fp32. Run:
+
+    python benchmarks/quantization.py [--models a,b] [--variants none,int8,mixed] [--target 35]
+                                      [--resolution N] [--threads 1] [--rounds 20] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import command, interleaved_medians, machine, print_table  # noqa: E402
+
+VARIANTS = ("none", "int8", "mixed", "int8-dynamic", "8da4w")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="mobilenetv2_ulsam,mobilenetv1_ulsam", help="comma-separated zoo names")
+    ap.add_argument("--variants", default="none,int8,mixed", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    ap.add_argument("--target", type=float, default=35.0, help="mixed precision's SQNR target in dB")
+    ap.add_argument("--resolution", type=int, help="input size (default: each model's)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--out", type=Path, help="keep the artifacts here (default: a temp dir)")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(args.threads)
+
+    import edgeml
+    from edgeml.export import export
+    from edgeml.runtime.runners import make_runner
+
+    variants = args.variants.split(",")
+    out = args.out or Path(tempfile.mkdtemp(prefix="edgeml-quant-"))
+    print(f"command: {command()}\nmachine: {machine()}\nthreads: {args.threads}, rounds: {args.rounds} "
+          f"(medians; a model's programs timed alternately), mixed target: {args.target:g} dB\n"
+          f"load average at start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}\n")
+    for name in args.models.split(","):
+        arts = {}
+        for variant in variants:
+            kwargs = {"quantize": "int8", "min_sqnr": args.target, "fp32_fallback": True} if variant == "mixed" \
+                else {"quantize": variant}
+            t = time.perf_counter()
+            try:
+                arts[variant] = export(name, format="pte", resolution=args.resolution,
+                                       output_dir=out / variant, **kwargs)
+            except edgeml.EdgeMLError as e:
+                print(f"{name} {variant}: {e}", file=sys.stderr, flush=True)
+                continue
+            arts[variant].export_seconds = time.perf_counter() - t
+        runners = {v: make_runner(a.path, threads=args.threads) for v, a in arts.items()}
+        x = [torch.randn(*next(iter(arts.values())).manifest.inputs[0].shape)] if arts else []
+        medians = dict(zip(runners, interleaved_medians([lambda r=r, x=x: r.run(x) for r in runners.values()],
+                                                        args.rounds))) if runners else {}
+        rows = []
+        for variant, art in arts.items():
+            m = art.manifest
+            q, logits = m.quantization, next(iter(m.parity["outputs"].values()))
+            layers = q.get("layers")
+            kept = f"{len(q['fp32_layers'])}/{layers['total']}" if layers else "-"
+            top1 = f"{logits['top1_agreement'] * 100:.0f}%" if "top1_agreement" in logits else "n/a"
+            ratio = f"{medians[variant] / medians['none']:.2f}" if "none" in medians else "-"
+            rows.append([variant if variant != "mixed" else f"mixed ({args.target:g} dB)", art.path.name,
+                         f"{art.size_bytes / 1e6:.2f}", f"{logits['sqnr_db']:.1f} ({m.parity['worst_sqnr_db']:.1f})",
+                         top1, f"{medians[variant]:.2f}", ratio, kept, f"{art.export_seconds:.0f}"])
+        res = next(iter(arts.values())).manifest.preprocessing["crop"] if arts else "-"
+        print(f"{name} at {res} px")
+        print_table(["variant", "artifact", "MB", "SQNR dB (worst img)", "top-1 vs fp32", "pte ms", "vs fp32",
+                     "fp32 layers", "export s"], rows)
+        for variant, art in arts.items():
+            mixed = art.manifest.quantization.get("mixed_precision")
+            if mixed and mixed["fp32_layers"]:
+                names = ", ".join(f"{k['name']} ({k['sqnr_db_alone']:.1f})" for k in mixed["fp32_layers"][:8])
+                more = f" and {len(mixed['fp32_layers']) - 8} more" if len(mixed["fp32_layers"]) > 8 else ""
+                print(f"  {variant}: every layer int8 measured {mixed['all_layers_quantized_db']:.1f} dB; kept in fp32 "
+                      f"(most sensitive first, dB with only that layer int8): {names}{more}; "
+                      f"{len(mixed['attempts'])} program(s) built to confirm")
+        print(f"  load average after {name}: {' '.join(f'{v:.1f}' for v in os.getloadavg())}\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
