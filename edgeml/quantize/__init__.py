@@ -26,10 +26,6 @@ from edgeml.quantize.schemes import SCHEME_INFO, get_scheme
 SCHEMES = {name: s.description for name, s in SCHEME_INFO.items()}
 
 
-def check_scheme(scheme: str) -> str:
-    return get_scheme(scheme).name
-
-
 def calibration_images(folder: str | Path | None, max_images: int | None = None) -> list[Path]:
     """The user's images (``--calibration DIR``) or the shipped samples."""
     paths = list_images(folder) if folder is not None else sample_images()
@@ -68,50 +64,4 @@ def quantize_pt2e(
     return session.quantized_module()
 
 
-def quantize_onnx_static(
-    src: Path,
-    dst: Path,
-    input_name: str,
-    calibration: Sequence[torch.Tensor],
-    *,
-    nodes_to_exclude: Sequence[str] = (),
-    observer: str = "minmax",
-) -> None:
-    """ONNX Runtime static QDQ int8 (per-channel int8 weights, uint8 activations)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from edgeml.quantize.schemes import ort_calibration_method
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it = iter(calibration)
-
-        def get_next(self):
-            x = next(self._it, None)
-            return None if x is None else {input_name: x.numpy()}
-
-    prepped = dst.with_name(dst.stem + ".prep.onnx")
-    try:
-        quant_pre_process(str(src), str(prepped), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepped), str(dst), _Reader(),
-            quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=ort_calibration_method(observer),
-            nodes_to_exclude=list(nodes_to_exclude),
-        )
-    finally:
-        prepped.unlink(missing_ok=True)
-
-
-def quantize_onnx_dynamic(src: Path, dst: Path, *, nodes_to_exclude: Sequence[str] = ()) -> None:
-    """ONNX Runtime dynamic int8 (per-channel int8 weights, uint8 activations quantized at run time)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
-                     nodes_to_exclude=list(nodes_to_exclude))
-
-
-__all__ = ["SCHEMES", "calibration_images", "check_scheme", "load_inputs", "quantize_onnx_dynamic",
-           "quantize_onnx_static", "quantize_pt2e"]
+__all__ = ["SCHEMES", "calibration_images", "load_inputs", "quantize_pt2e"]

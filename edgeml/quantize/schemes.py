@@ -4,9 +4,11 @@
 scheme         .pte (ExecuTorch, XNNPACK)                                   .onnx (ONNX Runtime)
 =============  ===========================================================  =====================================
 int8           PT2E ``XNNPACKQuantizer`` static: per-channel symmetric int8  ``quantize_static`` QDQ: per-channel
-               weights, per-tensor int8 activations calibrated on images    int8 weights, uint8 activations
+               weights, per-tensor int8 activations calibrated on images    int8 weights (7-bit range), uint8
+                                                                            activations
 int8-dynamic   PT2E ``XNNPACKQuantizer`` dynamic: per-channel int8 weights,  ``quantize_dynamic``: per-channel int8
-               activations quantized per tensor at run time (no images)     weights, uint8 activations at run time
+               activations quantized per tensor at run time (no images)     weights (7-bit range), uint8
+                                                                            activations at run time
 8da4w          torchao ``Int8DynamicActivationIntxWeightConfig``: Linear     not available (no ORT equivalent that
                layers only, int4 weights in groups along in-features,       runs Gemm; use int8 or int8-dynamic)
                int8 activations at run time
@@ -15,6 +17,8 @@ int8-dynamic   PT2E ``XNNPACKQuantizer`` dynamic: per-channel int8 weights,  ``q
 The observers (how a calibrated scheme turns the images into ranges) are the libraries' own:
 ``histogram`` (XNNPACKQuantizer's default, ``HistogramObserver``) or ``minmax`` for PT2E;
 ``minmax`` (ORT's default), ``entropy`` or ``percentile`` for ONNX Runtime's calibrators.
+ONNX Runtime's int8 weights use 7 bits of range (``reduce_range``): its x86 integer kernels
+saturate otherwise on CPUs without VNNI (see ``session.ORT_REDUCE_RANGE``).
 """
 from __future__ import annotations
 
