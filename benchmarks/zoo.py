@@ -7,10 +7,14 @@ run alternately on the same input with the same thread count; the table gives bo
 the ratio pte/ort (< 1: ExecuTorch faster). Run:
 
     python benchmarks/zoo.py [--models a,b] [--threads 2] [--rounds 30] [--out DIR]
+
+The load average (1, 5, 15 min) is printed after each export and each timing: these machines are
+shared, so absolute seconds depend on it; the pte/ort ratios, timed alternately, much less.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -38,11 +42,11 @@ def main() -> None:
 
     names = args.models.split(",") if args.models else edgeml.list_models()
     out = args.out or Path(tempfile.mkdtemp(prefix="edgeml-zoo-"))
-    print(f"command: {command()}\nmachine: {machine()}\nthreads: {args.threads}, rounds: {args.rounds} "
-          "(medians; pte and ort timed alternately)\n")
+    print(f"command: {command()}\nmachine: {machine()}\nload average at start: {_load()}\n"
+          f"threads: {args.threads}, rounds: {args.rounds} (medians; pte and ort timed alternately)\n", flush=True)
     rows = []
     for name in names:
-        arts = {}
+        arts, loads = {}, {}
         for fmt in ("pte", "onnx"):
             for quant in ("none", "int8"):
                 t = time.perf_counter()
@@ -52,26 +56,36 @@ def main() -> None:
                     print(f"{name} {fmt} {quant}: {e}", file=sys.stderr)
                     continue
                 arts[fmt, quant].export_seconds = time.perf_counter() - t
+                loads[fmt, quant] = _load()
+                print(f"  {name} {fmt} {quant}: {arts[fmt, quant].export_seconds:.0f} s, load {loads[fmt, quant]}",
+                      file=sys.stderr, flush=True)
         for quant in ("none", "int8"):
             pte, ort = arts.get(("pte", quant)), arts.get(("onnx", quant))
-            lat = ["-", "-", "-"]
+            lat = ["-", "-", "-", "-"]
             if pte and ort:
                 rp = make_runner(pte.path, threads=args.threads)
                 ro = make_runner(ort.path, threads=args.threads)
                 x = [torch.randn(*pte.manifest.inputs[0].shape)]
                 mp, mo = interleaved_medians([lambda r=rp, x=x: r.run(x), lambda r=ro, x=x: r.run(x)], args.rounds)
-                lat = [f"{mp:.2f}", f"{mo:.2f}", f"{mp / mo:.2f}"]
+                lat = [f"{mp:.2f}", f"{mo:.2f}", f"{mp / mo:.2f}", _load()]
                 del rp, ro
             for fmt, art in (("pte", pte), ("onnx", ort)):
                 if art is None:
                     continue
                 d = art.manifest.delegation
                 share = f"{d['compute_share'] * 100:.0f}%" if "compute_share" in d else "n/a"
-                rows.append([name, art.path.name, f"{art.export_seconds:.1f}", f"{art.size_bytes / 1e6:.2f}",
-                             f"{art.manifest.parity['worst_sqnr_db']:.1f}", share,
-                             *(lat if fmt == "pte" else ["", "", ""])])
-    print_table(["model", "artifact", "export s", "MB", "SQNR dB (worst img)", "XNNPACK compute",
-                 "pte ms", "ort ms", "pte/ort"], rows)
+                portable = ", ".join(f"{k} x{n}" for k, n in sorted(d.get("portable_ops", {}).items()))
+                rows.append([name, art.path.name, f"{art.export_seconds:.1f}", loads[fmt, quant],
+                             f"{art.size_bytes / 1e6:.2f}", f"{art.manifest.parity['worst_sqnr_db']:.1f}", share,
+                             portable or ("none" if fmt == "pte" else ""),
+                             *(lat if fmt == "pte" else ["", "", "", ""])])
+    print_table(["model", "artifact", "export s", "load after", "MB", "SQNR dB (worst img)", "XNNPACK compute",
+                 "portable ops", "pte ms", "ort ms", "pte/ort", "load after timing"], rows)
+    print(f"\nload average at end: {_load()}")
+
+
+def _load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -18,7 +18,16 @@ CLIP head (global pool + projection) is not built, since FastVLM does not use it
 [0, 1] (FastVLM's processor uses mean 0, std 1). Any resolution that is a multiple of 64 works.
 
 State_dict keys are the original's. The model is built in the reparameterized (inference) form
-FastVLM ships. ``adapt_official_state_dict`` (called by the zoo loader) looks at the
+FastVLM ships.
+
+Random init (no checkpoint): merging freshly initialized branches whose BatchNorms still hold
+mean 0 / var 1 gives a network whose signal shrinks about 4x per stage until the RepCPE biases
+swamp it, so its output is the same for every image to -60 dB. So the zoo's seeded init goes
+through the training form, as a trained checkpoint would (``finish_random_init``): fresh branches
+from the builder's seeded random stream, BatchNorm statistics estimated on the sample images at
+256 x 256 (the network is fully convolutional, so one small resolution serves every size and the
+weights do not depend on the ``resolution`` argument), then every block merged back into the
+inference form. ``adapt_official_state_dict`` (called by the zoo loader) looks at the
 checkpoint's keys block by block and switches each reparameterizable block to the form the
 checkpoint holds: the unfused training form (MobileOne branches with BN, large-kernel conv with
 its small kernel, RepMixer with norm and layer scale, RepCPE), the inference form, or the form
@@ -51,6 +60,7 @@ from edgeml.models.layers.reparam import (
 )
 
 FORMS = ("inference", "training")
+RANDOM_INIT_RESOLUTION = 256  # where a random init estimates its BatchNorm statistics
 
 
 class ConvFFN(nn.Module):
@@ -198,12 +208,38 @@ class FastViT(nn.Module):
             elif form == "inference" and not m.inference_mode:
                 m.set_inference_form()
 
+    @torch.no_grad()
+    def finish_random_init(self) -> None:
+        """Called by the zoo after a seeded random init (``edgeml.models._init``): rebuild every
+        reparameterizable block's training-form branches from the builder's seeded random stream,
+        estimate all BatchNorm statistics on the sample images, merge back into the inference form.
+
+        Deterministic: the same seed gives the same weights, whatever ``resolution`` was asked for.
+        """
+        from edgeml.models._init import _BN, _estimate
+
+        rng_state = getattr(self, "_random_init_rng_state", None)
+        if rng_state is None:  # not built by ``fastvithd()``: nothing to redo
+            return
+        del self._random_init_rng_state
+        form = self.form
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(rng_state)
+            self.set_form("training")
+        config = self.edgeml_config.with_resolution(RANDOM_INIT_RESOLUTION)
+        _estimate(self, [m for m in self.modules() if isinstance(m, _BN)], config)
+        if form == "inference":
+            for block in _outermost_reparam_modules(self):
+                block.reparameterize()
+        self.eval()
+
     def adapt_official_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Switch each block to the form ``state`` holds, so that the strict load can match it.
 
         A block whose keys the checkpoint lacks in both forms is left alone, and the strict load
         then names the missing keys.
         """
+        self.__dict__.pop("_random_init_rng_state", None)  # a checkpoint replaces the random init
         for name, m in _named_outermost_reparam_modules(self):
             merged = f"{name}.{m.inference_conv_name}.weight" in state
             if merged and not m.inference_mode:
@@ -284,4 +320,7 @@ def fastvithd(resolution: int = 1024, form: str = "inference") -> FastViT:
         raise InputShapeError(
             f"fastvithd needs a resolution that is a multiple of 64 and at least 256, got {resolution}"
         )
-    return FastViT(**_FASTVITHD, inference_mode=form == "inference")
+    rng_state = torch.get_rng_state()  # the zoo seeds it: finish_random_init replays it
+    model = FastViT(**_FASTVITHD, inference_mode=form == "inference")
+    model._random_init_rng_state = rng_state
+    return model
