@@ -6,14 +6,12 @@ random input with the same thread count; the table gives both medians and the ra
 (< 1: ExecuTorch faster), and the .pte's delegation. Export's parity check runs on
 ``--images`` sample images (all six by default; fewer keeps 1024 affordable on two cores).
 
-Weights (``--weights``): ``training-init`` (default) is a random training-form FastViTHD whose
-BatchNorm statistics come from the sample images, merged by the reparameterization pass, as a
-trained checkpoint would be; ``zoo`` is the zoo's random init of the inference form, whose output
-hardly depends on the image (see tests/export/test_efficientmod_fastvit_e2e.py), fine for
-latency but not for parity. Run:
+Weights: the zoo's seeded random init, which goes through the training form (BatchNorm
+statistics estimated on the sample images, then merged; see ``edgeml.models.fastvit``), so the
+output depends on the image and the parity figures measure the toolchain. Run:
 
     python benchmarks/fastvithd_resolution.py [--resolutions 256,512,768,1024] [--formats pte,onnx]
-        [--quant none] [--weights training-init] [--threads 2] [--rounds 5] [--images 6] [--out DIR]
+        [--quant none[,int8]] [--threads 2] [--rounds 5] [--images 6] [--out DIR]
 """
 from __future__ import annotations
 
@@ -57,14 +55,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--images", type=int, default=6, help="sample images for export's parity check")
-    ap.add_argument("--weights", choices=("training-init", "zoo"), default="training-init")
     ap.add_argument("--out", type=Path, help="keep the artifacts here (default: a temp dir, deleted)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
 
-    import edgeml
     from edgeml.export import export
-    from edgeml.export.passes.reparameterize import reparameterize_model
     from edgeml.runtime.runners import make_runner
 
     keep = args.out is not None
@@ -73,11 +68,7 @@ def main() -> None:
     formats, quants = args.formats.split(","), args.quant.split(",")
     print(f"command: {command()}\nmachine: {machine()}\nload average at start: {_load()}\n"
           f"threads: {args.threads}, rounds: {args.rounds} (medians; pte and ort timed alternately), "
-          f"parity images: {min(args.images, 6)}, weights: {args.weights}\n", flush=True)
-    checkpoint = None
-    if args.weights == "training-init":
-        checkpoint = reparameterize_model(
-            edgeml.create_model("fastvithd", resolution=256, form="training")).state_dict()
+          f"parity images: {min(args.images, 6)}, weights: zoo random init (seed 0)\n", flush=True)
     export_rows, latency_rows = [], []
     for res in (int(r) for r in args.resolutions.split(",")):
         for quant in quants:
@@ -85,7 +76,7 @@ def main() -> None:
             for fmt in formats:
                 wall, cpu = time.perf_counter(), time.process_time()
                 art = export("fastvithd", format=fmt, quantize=quant, resolution=res, output_dir=out,
-                             verify_images=images, checkpoint=checkpoint)
+                             verify_images=images)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 arts[fmt] = art
                 d = art.manifest.delegation
@@ -101,6 +92,7 @@ def main() -> None:
             row = [res, quant, *(f"{m:.1f}" for m in ms)]
             if len(ms) == 2:
                 row.append(f"{ms[0] / ms[1]:.2f}")
+            row.append(_load())
             latency_rows.append(row)
             print(f"  {row}", file=sys.stderr, flush=True)
             del runners
@@ -113,6 +105,7 @@ def main() -> None:
     headers = ["resolution", "quant", *(f"{f} ms (median)" for f in formats)]
     if len(formats) == 2:
         headers.append(f"{formats[0]}/{formats[1]}")
+    headers.append("load after")
     print_table(headers, latency_rows)
     print(f"\nload average at end: {_load()}")
     if not keep:
