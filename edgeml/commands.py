@@ -6,8 +6,9 @@ import contextlib
 import json
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from edgeml.errors import UsageError
 
@@ -178,6 +179,20 @@ def _add_quantize_options(p: argparse.ArgumentParser) -> None:
                    help="8da4w: in-features per int4 weight group; each Linear's in-features must be a multiple")
 
 
+def layer_progress(description: str) -> Callable[[int, int], None]:
+    """An ``on_layer(done, total)`` callback that draws a progress bar, opened on the first call."""
+    state: dict[str, Any] = {}
+
+    def on_layer(done: int, total: int) -> None:
+        if "bar" not in state:
+            state["bar"] = _bar(total, description)
+        state["bar"].update(1)
+        if done == total:
+            state["bar"].close()
+
+    return on_layer
+
+
 def _names(text: str) -> list[str]:
     return [n.strip() for n in text.split(",") if n.strip()]
 
@@ -195,16 +210,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             bar.set_description(f"export {args.model}: {stage}")
             bar.update(1)
 
-        layer_bar = None
-
-        def on_layer(done: int, total: int) -> None:
-            nonlocal layer_bar
-            if layer_bar is None:
-                layer_bar = _bar(total, "sensitivity, one layer at a time")
-            layer_bar.update(1)
-            if done == total:
-                layer_bar.close()
-
+        on_layer = layer_progress("sensitivity, one layer at a time")
         threshold = None
         if verify:
             from edgeml.export import DEFAULT_MIN_SQNR

@@ -39,24 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_quantize_report(args: argparse.Namespace) -> int:
-    from edgeml.commands import _bar, _quiet
+    from edgeml.commands import _bar, _quiet, layer_progress
     from edgeml.quantize.report import format_report, quantize_report
 
     stages = ("build", "quantize", "lower", "parity", "layers")
     with _quiet(), _bar(len(stages), f"quantize-report {args.model}") as bar:
-        layer_bar = None
-
         def progress(stage: str) -> None:
             bar.set_description(f"quantize-report {args.model}: {stage}")
             bar.update(1)
 
-        def on_layer(done: int, total: int) -> None:
-            nonlocal layer_bar
-            if layer_bar is None:
-                layer_bar = _bar(total, "layers, one at a time")
-            layer_bar.update(1)
-            if done == total:
-                layer_bar.close()
+        on_layer = layer_progress("layers, one at a time")
 
         report = quantize_report(
             args.model, format=args.format, scheme=args.scheme, resolution=args.resolution,
