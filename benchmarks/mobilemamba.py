@@ -1,13 +1,16 @@
 """MobileMamba (issue 5): every variant through the pipeline, and the chunked scan vs the loop.
 
-Part 1, per variant and artifact (pte/onnx x fp32/int8): export wall time and the process's CPU
-time (on a shared machine the CPU time is the better estimate of a quiet machine's wall time;
-the 1-minute load average at the start of each export is printed next to it), size, parity
-(worst-image SQNR measured by export in the edge runtime), and for .pte the XNNPACK share
-(nodes and compute ops) and the ops left on portable kernels. Then the node count of the graph
-that is lowered (captured + custom ops decomposed) at the published resolution and at +128
-pixels (more tokens at every stage, same parity of every stage's size, so the Haar pad/crop
-branches are the same): equal counts mean the graph does not grow with the token count.
+Part 1, per variant and artifact (pte/onnx x fp32/int8; int8 keeps the most sensitive layers in
+fp32 until the edge runtime measures >= 25 dB, as ``edgeml export --min-sqnr 25`` does, and the
+count of such layers is printed): export wall time and the process's CPU time (on a shared
+machine the CPU time is the better estimate of a quiet machine's wall time; the 1-minute load
+average at the start of each export is printed next to it), size, parity (worst-image SQNR
+measured by export in the edge runtime), and for .pte the XNNPACK share (nodes and compute ops)
+and the ops left on portable kernels, and the .pte vs ONNX Runtime latency (the two programs
+timed alternately). Then the node count of the graph that is lowered (captured + custom ops
+decomposed) at the published resolution and at +128 pixels (more tokens at every stage, same
+parity of every stage's size, so the Haar pad/crop branches are the same): equal counts mean the
+graph does not grow with the token count.
 
 Part 2, T2 with the chunked ``edgeml::selective_scan`` against the same weights built with
 ``scan="loop"`` (the original's per-token CPU fallback, which unrolls): export time, node count
@@ -48,46 +51,60 @@ def timed_export(name: str, fmt: str, quant: str, out: Path, **kwargs):
 
 
 def lowered_node_count(name: str, resolution: int, **model_kwargs) -> int:
-    """Nodes of the graph handed to the lowering: BN folded, captured, custom ops decomposed."""
+    """Nodes of the graph handed to the lowering: export's passes, captured, custom ops decomposed."""
     import edgeml
     from edgeml.export import decompose_custom_ops, prepare_for_export
 
     model = edgeml.create_model(name, **model_kwargs)
     x = (torch.randn(1, 3, resolution, resolution),)
-    ep = decompose_custom_ops(torch.export.export(prepare_for_export(model, x), x))
+    ep = decompose_custom_ops(torch.export.export(prepare_for_export(model, x, format="pte"), x))
     return len(ep.graph.nodes)
 
 
 def bench_variants(args, out: Path) -> None:
     import edgeml
+    from edgeml.export import DEFAULT_MIN_SQNR
     from edgeml.models import get_model_config
+    from edgeml.runtime.runners import make_runner
 
     rows, nodes = [], []
     for v in args.variants:
         name = f"mobilemamba_{v}"
-        for fmt in args.formats:
-            for quant in args.quant:
+        for quant in args.quant:
+            paths = {}
+            for fmt in args.formats:
+                # int8 as a user gets it past the verify threshold: the most sensitive layers are
+                # kept in fp32 until the edge runtime measures >= 25 dB (edgeml.quantize.mixed).
+                kw = {} if quant == "none" else {"fp32_fallback": True, "min_sqnr": DEFAULT_MIN_SQNR[quant]}
                 try:
-                    art, wall, cpu, load = timed_export(name, fmt, quant, out)
+                    art, wall, cpu, load = timed_export(name, fmt, quant, out, **kw)
                 except edgeml.EdgeMLError as e:
-                    rows.append([name, f"{fmt} {quant}", "-", "-", "-", "-", f"FAILED: {e}", "", "", ""])
+                    rows.append([name, f"{fmt} {quant}", "-", "-", "-", "-", f"FAILED: {e}", "", "", "", "", ""])
                     continue
-                d, p = art.manifest.delegation, art.manifest.parity
+                paths[fmt] = art.path
+                d, p, q = art.manifest.delegation, art.manifest.parity, art.manifest.quantization
                 share = node_share = portable = ""
                 if fmt == "pte":
                     share = f"{d['compute_share'] * 100:.0f}% of {d['compute_total']}"
                     node_share = f"{d['share'] * 100:.0f}% of {d['total_nodes']}"
                     portable = ", ".join(f"{k.removeprefix('aten_').removesuffix('_default')} x{n}"
                                          for k, n in sorted(d["portable_ops"].items())) or "none"
+                fp32_layers = "" if quant == "none" else f"{len(q['fp32_layers'])} of {q['layers']['total']}"
                 rows.append([name, art.path.name, f"{wall:.0f}", f"{cpu:.0f}", load,
-                             f"{art.size_bytes / 1e6:.2f}", f"{p['worst_sqnr_db']:.1f}", share, node_share,
-                             portable])
+                             f"{art.size_bytes / 1e6:.2f}", f"{p['worst_sqnr_db']:.1f}", fp32_layers, share,
+                             node_share, "", portable])
                 print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+            if len(paths) == 2:  # .pte vs ONNX Runtime, timed alternately in this run
+                x = [torch.randn(1, 3, *[get_model_config(name).resolution] * 2)]
+                runners = [make_runner(paths[f], threads=args.threads) for f in ("pte", "onnx")]
+                pte_ms, ort_ms = interleaved_medians([lambda r=r, x=x: r.run(x) for r in runners], args.rounds)
+                rows[-2][10] = f"{pte_ms:.1f} / {ort_ms:.1f} = {pte_ms / ort_ms:.2f}"
         if not args.skip_nodes:
             r = get_model_config(name).resolution
             nodes.append([name, r, lowered_node_count(name, r), r + 128, lowered_node_count(name, r + 128)])
     print_table(["model", "artifact", "export s (wall)", "export s (CPU)", "load", "MB", "SQNR dB (worst img)",
-                 "XNNPACK compute ops", "XNNPACK nodes", "portable ops"], rows)
+                 "fp32 layers", "XNNPACK compute ops", "XNNPACK nodes", "pte / ORT ms (median)", "portable ops"],
+                rows)
     if nodes:
         print()
         print_table(["model", "resolution", "lowered nodes", "resolution +128", "lowered nodes"], nodes)

@@ -137,7 +137,9 @@ def prepare_for_export(model: nn.Module, example_inputs: tuple, *, format: str |
         reparameterize_model = None
     if reparameterize_model is not None:
         model = reparameterize_model(model)
-    model = fold_batchnorm(model, example_inputs)
+    from edgeml.export.passes.export_form import to_export_form
+
+    model = fold_batchnorm(to_export_form(model), example_inputs)
     if format == "pte":
         from edgeml.export.passes.layernorm import lower_layernorms
         from edgeml.export.passes.modulation import split_context_tiling
