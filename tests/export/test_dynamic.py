@@ -75,3 +75,50 @@ def test_encode_runs_the_tile_front_end(tmp_path, capsys):
     ref = encode_image(image, lambda x: model(x), batch=4).tokens
     assert tokens.shape == tuple(ref.shape) == (3, 144, 64)
     assert np.abs(tokens - ref.numpy()).max() <= 1e-4 * np.abs(ref.numpy()).max()
+
+
+# Under dynamic H and W, what XNNPACK leaves to portable kernels in a FastViT: the symbolic
+# reshapes of attention (flatten / transpose / unflatten around the heads, view_copy) and the qkv
+# split (slice_copy), plus the shape arithmetic itself (sym_size, mul on SymInts). Every
+# convolution, linear and matmul stays delegated; with static shapes nothing is left portable.
+FASTVIT_DYNAMIC_PORTABLE = {"aten_view_copy_default", "aten_slice_copy_tensor", "sym_size", "mul"}
+
+
+def test_fastvit_blocks_stay_in_xnnpack_under_dynamic_shapes():
+    from edgeml.export import prepare_for_export
+    from edgeml.export.pte import lower_to_pte
+    from edgeml.models.fastvit import FastViT
+    from edgeml.runtime.runners import runner_from_bytes
+
+    # FastViTHD's block types and stage layout (stride 64) at a few thousand times less compute.
+    model = FastViT((1, 1, 1, 1, 1), (32, 32, 64, 64, 64), ("repmixer",) * 3 + ("attention",) * 2,
+                    (False, False, False, True, True), inference_mode=False).eval()
+    example = (torch.rand(1, 3, 128, 128),)
+    prepared = prepare_for_export(model, example, format="pte")
+    h, w = torch.export.Dim("h_blocks", min=2, max=8), torch.export.Dim("w_blocks", min=2, max=8)
+    exported = torch.export.export(prepared, example, dynamic_shapes=({2: 64 * h, 3: 64 * w},))
+    data, delegation = lower_to_pte(exported)
+    assert delegation.compute_share == 1.0 and delegation.compute_total == 46
+    assert set(delegation.portable_ops) == FASTVIT_DYNAMIC_PORTABLE
+    runner = runner_from_bytes(data, "pte")
+    for size in ((128, 128), (192, 320), (512, 512)):
+        x = torch.rand(1, 3, *size)
+        with torch.no_grad():
+            ref = model(x)
+        y = runner.run([x])[0]
+        assert y.shape == (1, 128, size[0] // 64, size[1] // 64)
+        torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+
+
+@pytest.mark.slow(reason="fastvithd (123M parameters) dynamic .pte export and verify at three sizes: "
+                  "about 10 minutes on two shared cores")
+def test_fastvithd_dynamic_resolution_pte(tmp_path):
+    art = export("fastvithd", format="pte", resolution=256, dynamic_resolution=(256, 512), output_dir=tmp_path)
+    assert art.path.name == "fastvithd_r256-512_xnnpack_fp32.pte"
+    assert art.manifest.inputs[0].dynamic == {"2": [256, 512], "3": [256, 512]}
+    assert set(art.manifest.parity["resolutions"]) == {"256", "512"}
+    assert art.manifest.parity["worst_sqnr_db"] >= 60
+    d = art.manifest.delegation
+    assert d["compute_share"] == 1.0 and set(d["portable_ops"]) == FASTVIT_DYNAMIC_PORTABLE
+    report = verify_artifact(art.path, resolution=384)  # a size between the traced ends
+    assert report.passed and report.parity["outputs"]["embeddings"]["sqnr_db"] >= 60

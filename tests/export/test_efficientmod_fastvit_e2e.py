@@ -34,10 +34,10 @@ PTE_INT8_BELOW = [
     pytest.mark.slow(reason="efficientmod_xxs int8 .pte export (minutes), below threshold"),
 ]
 ONNX_INT8_BELOW = pytest.mark.xfail(strict=True, reason=(
-    "efficientmod_xxs int8 .onnx: 3.3 dB worst image. ONNX Runtime's u8s8 integer kernels "
-    "saturate on AVX2 CPUs without VNNI (the same QDQ model run unfused gives 24.0 dB; uint8 "
-    "weights give 23.9 dB): the recipe needs reduce_range or u8u8 there (issue 7), and then "
-    "hits the final LayerNorm / head limit of the .pte"))
+    "efficientmod_xxs int8 .onnx: 23.7 dB worst image with the 7-bit weight range (ORT's u8s8 "
+    "kernels saturated on AVX2 without VNNI at full range: 3.3 dB). Below 25 dB for the same "
+    "reason as the .pte: the final LayerNorm and the classifier head (the fp32 fallback is the "
+    "intended fix: test_efficientmod_int8_mixed_precision, not yet measured)"))
 
 EFFICIENTMOD_CASES = [
     ("pte", "none"),
@@ -130,3 +130,21 @@ def test_fastvithd_random_init_output_depends_on_the_image(fastvithd_256):
     runner = make_runner(fastvithd_256.path)
     y = torch.cat([runner.run([pre(load_image(p))])[0] for p in sample_images()[:3]])
     assert (y - y.mean(0)).pow(2).mean() > 0.3 * y.pow(2).mean()
+
+
+@pytest.mark.slow(reason="efficientmod_xxs int8 with the fp32 fallback search: the .pte search ran over 39 "
+                  "minutes on two shared cores (load 4-7) without finishing and was stopped; not yet measured")
+@pytest.mark.parametrize("fmt", ["pte", "onnx"])
+def test_efficientmod_int8_mixed_precision(fmt, tmp_path):
+    # Plain int8 is below 25 dB on one image (strict xfails above); keeping the most sensitive
+    # layers in fp32 until the edge runtime measures 25 dB is the product's answer
+    # (`edgeml export efficientmod_xxs --quantize int8 --min-sqnr 25`).
+    art = export("efficientmod_xxs", format=fmt, quantize="int8", min_sqnr=25, fp32_fallback=True,
+                 output_dir=tmp_path)
+    m = read_manifest(art.path)
+    assert m.quantization["fp32_layers"]  # plain int8 measured below 25 dB, so something stays fp32
+    assert m.quantization["layers"]["quantized"] > 0
+    assert m.parity["worst_sqnr_db"] >= DEFAULT_MIN_SQNR["int8"]
+    assert verify_artifact(art.path).passed
+    if fmt == "pte":
+        assert m.delegation["compute_share"] >= 0.95
