@@ -251,7 +251,13 @@ _PAPER = "Efficient Modulation for Vision Networks, ICLR 2024 (arXiv 2403.19963)
 
 
 def _config(name: str) -> ModelConfig:
-    return ModelConfig(name=name, family="efficientmod", resolution=224, paper=_PAPER)
+    return ModelConfig(name=name, family="efficientmod", resolution=224, paper=_PAPER,
+                       formats=VERIFIED_FORMATS.get(name, ()))
+
+
+# Formats an end-to-end test exports, verifies and runs (tests/export/test_efficientmod_fastvit_e2e.py,
+# fp32); the other variants are not exported by a test.
+VERIFIED_FORMATS = {"efficientmod_xxs": ("pte", "onnx")}
 
 
 @register_model(_config("efficientmod_xxs"))

@@ -307,6 +307,8 @@ _FASTVITHD = dict(
         stride=64,
         min_resolution=256,
         labels=None,
+        # tests/export/test_efficientmod_fastvit_e2e.py exports, checks parity and runs the .pte (256)
+        formats=("pte",),
         paper="FastVLM, CVPR 2025 (arXiv 2412.13303)",
     )
 )
