@@ -79,6 +79,7 @@ def main() -> None:
                              f"{art.size_bytes / 1e6:.2f}", f"{art.manifest.parity['worst_sqnr_db']:.1f}", share,
                              portable or ("none" if fmt == "pte" else ""),
                              *(lat if fmt == "pte" else ["", "", "", ""])])
+                print(f"  row: {' | '.join(rows[-1])}", file=sys.stderr, flush=True)
     print_table(["model", "artifact", "export s", "load after", "MB", "SQNR dB (worst img)", "XNNPACK compute",
                  "portable ops", "pte ms", "ort ms", "pte/ort", "load after timing"], rows)
     print(f"\nload average at end: {_load()}")
