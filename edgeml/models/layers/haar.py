@@ -20,9 +20,11 @@ Sub-band order per channel is the one pywt's ``db1`` filters give in the conv fo
 ``k`` of channel ``c`` (the layout of ``F.conv2d(x, filters, stride=2, groups=C)``).
 
 Odd sizes: the conv formulation zero-pads the bottom/right by ``H % 2`` / ``W % 2`` before the
-forward transform and crops after the inverse. :func:`pad_to_even` / the ``size`` argument of
-:class:`HaarIWT` do the same. The branch depends on the (static) spatial size; under a dynamic
-H/W export it would have to be specialized (see the note in ``edgeml/models/mobilemamba.py``).
+forward transform and crops after the inverse. :class:`HaarDWT` gets the same result from a
+3x3 stride-2 conv with padding 1 (no pad node: XNNPACK cannot initialize a quantized constant
+pad); :func:`pad_to_even` is the reference, and the ``size`` argument of :class:`HaarIWT`
+crops. The branch depends on the (static) spatial size; under a dynamic H/W export it would
+have to be specialized (see the note in ``edgeml/models/mobilemamba.py``).
 """
 from __future__ import annotations
 
@@ -71,10 +73,26 @@ class _HaarMix(nn.Module):
 
 
 class HaarDWT(_HaarMix):
-    """``(B, C, H, W) -> (B, 4C, ceil(H/2), ceil(W/2))``, sub-bands ``(LL, LH, HL, HH)`` per channel."""
+    """``(B, C, H, W) -> (B, 4C, ceil(H/2), ceil(W/2))``, sub-bands ``(LL, LH, HL, HH)`` per channel.
+
+    Odd H or W: instead of a zero pad (XNNPACK fails to initialize a *quantized* constant pad,
+    ``xnn_status_invalid_parameter``, so a PT2E int8 program would not load), a grouped 3x3
+    stride-2 conv with padding 1 whose filters hold the 2x2 Haar filters in their bottom-right
+    taps: the window centred on (2i, 2j) reads rows 2i, 2i+1 and columns 2j, 2j+1, and the conv's
+    own zero padding supplies the missing last row/column. Same result as pad + space-to-depth.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels)
+        shifted = torch.zeros(4 * channels, 1, 3, 3)
+        shifted[:, :, 1:, 1:] = haar_conv_filters(channels)
+        self.register_buffer("shifted_filters", shifted, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pixel_unshuffle(pad_to_even(x), 2)
+        h, w = x.shape[-2:]
+        if h % 2 or w % 2:
+            return F.conv2d(x, self.shifted_filters, stride=2, padding=1, groups=self.channels)
+        x = F.pixel_unshuffle(x, 2)
         return F.conv2d(x, self.mix, groups=self.channels)
 
 
