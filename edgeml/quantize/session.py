@@ -187,6 +187,34 @@ def _unique_names(groups: list[tuple[str, str, tuple[str, ...]]]) -> list[LayerG
     return out
 
 
+def _one_dequantize_per_user(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Give every user of a dequantize node its own copy of it.
+
+    With layers kept in fp32, one Q/DQ pair can feed a quantized op and an fp32 op. XNNPACK's
+    partitioner takes the DQ into the quantized op's partition, and the fp32 op outside then
+    reads from inside the partition; when its result flows back into the same partition, the
+    partition depends on itself ("Invalid partition, found dependency cycles": efficientmod_xxs
+    with every third layer in fp32 had 5 such partitions of 16). A DQ per user keeps the
+    partitions closed; the extra DQs are a few elementwise ops."""
+    dequantize = {torch.ops.quantized_decomposed.dequantize_per_tensor.default,
+                  torch.ops.quantized_decomposed.dequantize_per_tensor.tensor,
+                  torch.ops.quantized_decomposed.dequantize_per_channel.default}
+    changed = False
+    for n in list(gm.graph.nodes):
+        if n.op != "call_function" or n.target not in dequantize or len(n.users) < 2:
+            continue
+        for user in list(n.users)[1:]:
+            with gm.graph.inserting_after(n):
+                copy_ = gm.graph.call_function(n.target, n.args, n.kwargs)
+            copy_.meta = dict(n.meta)
+            user.replace_input_with(n, copy_)
+            changed = True
+    if changed:
+        gm.graph.lint()
+        gm.recompile()
+    return gm
+
+
 class Pt2eSession(QuantSession):
     """XNNPACKQuantizer prepare + calibration, once; simulation and conversion for any fp32 set."""
 
@@ -341,7 +369,8 @@ class Pt2eSession(QuantSession):
         gm.delete_all_unused_submodules()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return convert_pt2e(gm)
+            converted = convert_pt2e(gm)
+        return _one_dequantize_per_user(converted) if fp32_layers else converted
 
 
 # --------------------------------------------------------------------------------------------

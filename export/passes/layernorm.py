@@ -37,23 +37,28 @@ class _AveragedLayerNorm(nn.Module):
         channels = averaging_shape[1]
         self.num_channels, self.eps = channels, float(eps)
         ref = weight if weight is not None else torch.empty(0)
-        # A parameter-like constant: torch.export lifts it as a buffer, PT2E quantizes it as a
-        # weight (all entries equal, so per-channel int8 represents 1/C exactly), XNNPACK packs it.
-        self.register_buffer(
-            "averaging", torch.full(averaging_shape, 1.0 / channels, dtype=ref.dtype, device=ref.device)
-        )
+        # Parameter-like constants: torch.export lifts them as buffers, PT2E quantizes them as
+        # weights (all entries equal, so per-channel int8 represents 1/C exactly), XNNPACK packs
+        # them. One per mean, not one shared: when mixed precision keeps one of the two means in
+        # fp32, a constant shared by a delegated and a non-delegated op makes the XNNPACK
+        # partition depend on itself through the outside ("Invalid partition, found dependency
+        # cycles": efficientmod_xxs with fp32 layers did not lower).
+        for name in ("averaging_mean", "averaging_var"):
+            self.register_buffer(
+                name, torch.full(averaging_shape, 1.0 / channels, dtype=ref.dtype, device=ref.device)
+            )
         self.weight = nn.Parameter(weight.detach().clone()) if weight is not None else None
         self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
 
-    def _average(self, x: torch.Tensor) -> torch.Tensor:
+    def _average(self, x: torch.Tensor, averaging: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def _affine_view(self, t: torch.Tensor) -> torch.Tensor:
         return t
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centered = x - self._average(x)
-        var = self._average(centered * centered)
+        centered = x - self._average(x, self.averaging_mean)
+        var = self._average(centered * centered, self.averaging_var)
         x = centered * torch.rsqrt(var + self.eps)
         if self.weight is not None:
             x = x * self._affine_view(self.weight)
@@ -71,8 +76,8 @@ class ConvMeanLayerNorm2d(_AveragedLayerNorm):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> None:
         super().__init__(weight, bias, eps, (1, weight.numel(), 1, 1))
 
-    def _average(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.averaging)
+    def _average(self, x: torch.Tensor, averaging: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, averaging)
 
     def _affine_view(self, t: torch.Tensor) -> torch.Tensor:
         return t.view(-1, 1, 1)
@@ -85,8 +90,8 @@ class LinearMeanLayerNorm(_AveragedLayerNorm):
                  eps: float) -> None:
         super().__init__(weight, bias, eps, (1, num_features))
 
-    def _average(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.averaging)
+    def _average(self, x: torch.Tensor, averaging: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, averaging)
 
 
 def _lowerable(module: nn.Module) -> bool:
