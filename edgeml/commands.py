@@ -165,12 +165,19 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _add_quantize_options(p: argparse.ArgumentParser) -> None:
-    from edgeml.quantize.schemes import GROUP_SIZES, OBSERVERS, SCHEME_INFO
+    from edgeml.quantize.schemes import SCHEME_INFO
 
     p.add_argument("--quantize", choices=tuple(SCHEME_INFO), default="none",
                    help="int8: static, calibrated (.pte: XNNPACKQuantizer; .onnx: QDQ); int8-dynamic: "
                    "activations quantized at run time; 8da4w: Linear layers with int4 weight groups and int8 "
                    "dynamic activations (.pte only)")
+    add_calibration_options(p)
+
+
+def add_calibration_options(p: argparse.ArgumentParser) -> None:
+    """--calibration, --calibration-images, --observer, --group-size (export and quantize-report)."""
+    from edgeml.quantize.schemes import GROUP_SIZES, OBSERVERS
+
     p.add_argument("--calibration", type=Path, help="folder of images for int8 calibration (default: samples)")
     p.add_argument("--calibration-images", type=int, metavar="N", help="use at most N calibration images")
     p.add_argument("--observer", help="int8 calibration observer: " + "; ".join(

@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from edgeml.quantize.schemes import GROUP_SIZES, OBSERVERS, SCHEME_INFO
+    from edgeml.commands import add_calibration_options
+    from edgeml.quantize.schemes import SCHEME_INFO
 
     p = sub.add_parser(
         "quantize-report",
@@ -23,12 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    choices=[s for s in SCHEME_INFO if s != "none"], help="scheme (default int8)")
     p.add_argument("--resolution", type=int, help="square input size (default: the model's)")
     p.add_argument("--checkpoint", type=Path, help="official checkpoint (state_dict) to load")
-    p.add_argument("--calibration", type=Path, help="folder of images for calibration (default: samples)")
-    p.add_argument("--calibration-images", type=int, metavar="N", help="use at most N calibration images")
-    p.add_argument("--observer", help="calibration observer: " + "; ".join(
-        f".{fmt}: {', '.join(obs)} (default {obs[0]})" for fmt, obs in OBSERVERS.items()))
-    p.add_argument("--group-size", type=int, default=32, choices=GROUP_SIZES,
-                   help="8da4w: in-features per int4 weight group (default 32)")
+    add_calibration_options(p)
     p.add_argument("--images", type=Path, help="images the error is measured on (default: samples)")
     p.add_argument("--seed", type=int, default=0, help="random-init seed when no checkpoint is given")
     p.add_argument("--target", type=float, metavar="DB",

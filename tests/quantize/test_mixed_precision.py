@@ -3,7 +3,6 @@ runtime's SQNR reaches the target; or it says why not and writes nothing. Plus t
 import json
 
 import pytest
-import torch
 
 from edgeml.cli import main
 from edgeml.export import export
@@ -14,14 +13,6 @@ MODEL, RES = "mobilenetv2", "64"
 TARGET = 30.0  # int8 at 64 px with minmax on 2 images measures ~25.7 dB (.pte) and ~24 dB (.onnx)
 ONNX = ["export", MODEL, "--format", "onnx", "--quantize", "int8", "--resolution", RES, "--observer", "minmax",
         "--calibration-images", "2"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _one_line_error(capsys, code, expected_code):

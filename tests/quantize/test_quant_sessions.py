@@ -18,15 +18,6 @@ from edgeml.runtime.metrics import sqnr_db
 MODEL, RES = "mobilenetv2", 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The CI machine's two cores are shared; one intra-op thread avoids spinning against other jobs.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def setup():
     torch.manual_seed(0)

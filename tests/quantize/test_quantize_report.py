@@ -2,21 +2,10 @@
 import json
 import math
 
-import pytest
-import torch
-
 from edgeml.cli import main
 from edgeml.quantize.report import format_report, quantize_report
 
 MODEL, RES = "mobilenetv2", 64
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_report_pte_8da4w_api():
