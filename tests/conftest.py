@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -7,8 +8,10 @@ import torch
 # tests/ helpers (goldens.py, ...) import as plain modules.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# Two cores: intra-op threads beyond that only add contention between pytest and exports.
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# Two cores: intra-op threads beyond that only add contention between pytest and exports. Under
+# pytest-xdist (pyproject's addopts) each worker gets its share of the cores.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, torch.get_num_threads()) // _workers))
 
 
 @pytest.fixture(autouse=True)
