@@ -41,6 +41,7 @@ from edgeml.kernels import (
     selective_scan_naive,
     selective_scan_quadratic,
 )
+from edgeml.kernels.selective_scan import _discretize
 from edgeml.profile.host import cpu_name
 
 LENGTHS = (64, 256, 1024, 4096)
@@ -106,6 +107,13 @@ def attention_inputs(b: int, h: int, t: int, dk: int, dv: int, device: str = "cp
 
 
 # --------------------------------------------------------------------------- CPU: forms
+def _shared_work(u, delta, A, B, C, D=None, delta_bias=None):
+    """What every form computes before its scan: softplus(delta + bias), delta * A, delta * B * u
+    and exp(delta * A). loop / shared bounds the loop/chunked ratio any such form can reach."""
+    log_decay, _ = _discretize(u, delta, A, B, delta_bias, True)
+    return torch.exp(log_decay)
+
+
 def bench_selective_scan_cpu(lengths: tuple[int, ...], widths: tuple[int, ...], reps: int) -> None:
     rows = []
     for d in widths:
@@ -114,6 +122,7 @@ def bench_selective_scan_cpu(lengths: tuple[int, ...], widths: tuple[int, ...], 
             fns = {
                 "loop": lambda x=x: selective_scan_naive(**x, delta_softplus=True),
                 "chunked": lambda x=x: selective_scan_chunked(**x, delta_softplus=True),
+                "shared": lambda x=x: _shared_work(**x),
             }
             quad_bytes = d * l * l * 4
             if quad_bytes <= QUADRATIC_MAX_BYTES:
@@ -124,14 +133,15 @@ def bench_selective_scan_cpu(lengths: tuple[int, ...], widths: tuple[int, ...], 
             )
             rows.append([
                 str(d), str(l), fmt_ms(t["loop"]), fmt_ms(t["chunked"]), fmt_ms(t.get("quadratic")),
-                f"{t['loop'] / t['chunked']:7.1f}x",
+                f"{t['loop'] / t['chunked']:7.1f}x", fmt_ms(t["shared"]), f"{t['loop'] / t['shared']:7.1f}x",
                 "-" if "quadratic" not in t else f"{t['quadratic'] / t['chunked']:7.1f}x",
                 f"{err:.1e}",
             ])
     print_table(
         "selective_scan, CPU, b=1, n=1, grouped B/C (g=2), delta_softplus; median ms "
         f"(quadratic skipped when its l x l tensor > {QUADRATIC_MAX_BYTES >> 20} MiB)",
-        ["d", "l", "loop ms", "chunked ms", "quadratic ms", "loop/chunked", "quad/chunked", "rel_rms"],
+        ["d", "l", "loop ms", "chunked ms", "quadratic ms", "loop/chunked", "shared ms", "loop/shared",
+         "quad/chunked", "rel_rms"],
         rows,
     )
 
