@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeml.errors import InputShapeError
+from edgeml.models.layers.attention import split_heads_attention
 from edgeml.models._registry import SIGLIP_MEAN, SIGLIP_STD, ModelConfig, register_model
 
 _PAPER_SIGLIP = "SigLIP, ICCV 2023 (arXiv 2303.15343); timm vit_*_siglip_384 keys"
@@ -60,20 +61,16 @@ class Attention(nn.Module):
             raise ValueError(f"width {width} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.head_dim = width // num_heads
-        self.scale = self.head_dim ** -0.5
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
         # Plain matmul-softmax-matmul rather than F.scaled_dot_product_attention: SDPA's
         # decomposition for export adds any/eq/where/full_like guards for fully masked rows,
-        # which XNNPACK does not take, so they would fall back to portable kernels.
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        x = attn.softmax(dim=-1) @ v
-        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+        # which XNNPACK does not take. The shared helper slices q/k/v and uses 3-D bmm: the
+        # unbind + 4-D matmul written here before left 3 squeeze_copy and 4 expand_copy per block
+        # on portable kernels (189 in so400m), each splitting the XNNPACK graph.
+        return self.proj(split_heads_attention(self.qkv(x), self.num_heads, self.head_dim))
 
 
 class Mlp(nn.Module):

@@ -63,6 +63,9 @@ def test_encode_runs_the_tile_front_end(tmp_path, capsys):
     tiling = art.manifest.preprocessing["tiling"]
     assert tiling["policy"] == "relaxed" and tiling["batch"] == 4 and tiling["tile"] == 384
     assert art.manifest.inputs[0].shape == [4, 3, 384, 384]
+    # SigLIP attention as slices + 3-D bmm: nothing of the block is left on portable kernels
+    # (unbind + 4-D matmul left squeeze_copy and expand_copy there, splitting every block).
+    assert art.manifest.delegation["portable_ops"] == {}, art.manifest.delegation
     image = IMAGES / "coffee.png"  # 600 x 400
     tokens_file = tmp_path / "tokens.npy"
     assert main(["encode", str(image), "--artifact", str(art.path), "--tokens", str(tokens_file)]) == 0
