@@ -158,7 +158,22 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram) -> torch.export
     used = {n.target for n in exported.graph.nodes if n.op == "call_function"}
     if not used & set(table):
         return exported
-    return exported.run_decompositions(table)
+    return fold_constants(exported.run_decompositions(table))
+
+
+def fold_constants(exported: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """Evaluate every node that depends on constants only, and keep its result as a constant.
+
+    The decompositions build their 0/1 masks and ones-weights from ``arange`` / ``full`` of the
+    static chunk and chunk-count sizes; folded, the masked products and ``linear`` layers take
+    constant operands and lower to XNNPACK, where the compare / arange islands would run as
+    portable kernels and split its partitions. Quantization primitives are never folded, so a
+    quantized weight keeps its quantize/dequantize pair for XNNPACK's int8 kernels. Under
+    dynamic shapes the masks depend on the symbolic length and stay in the graph."""
+    from executorch.exir.operator.util import _QUANT_PRIMITIVES
+    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+
+    return constant_prop_pass(exported, custom_skip_targets=set(_QUANT_PRIMITIVES))
 
 
 def _capture(model: nn.Module, example_inputs: tuple, dynamic_shapes: object | None = None
@@ -460,4 +475,5 @@ def _quantization_record(scheme, observer, calib_paths, calibration, session, fp
     return record
 
 
-__all__ = ["Artifact", "FORMATS", "artifact_name", "decompose_custom_ops", "export", "prepare_for_export"]
+__all__ = ["Artifact", "FORMATS", "artifact_name", "decompose_custom_ops", "export", "fold_constants",
+           "prepare_for_export"]

@@ -8,6 +8,7 @@ of cumsums can round to a small positive number, and cancels catastrophically wh
 cumsums are large).
 """
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -29,3 +30,26 @@ def decay_matrix(g: Tensor) -> Tensor:
     lower = (idx[:, None] >= idx[None, :]).to(g.dtype)
     # Above the diagonal the segment sum is 0, so exp gives 1 there and the mask zeroes it.
     return torch.exp(segment_sums(g)) * lower
+
+
+def decay_matrix_transposed(g: Tensor, *, strict: bool = False) -> Tensor:
+    """The transposed causal decay mask built from a matmul instead of a cumsum, for export.
+
+    ``out[..., j, i] = exp(sum_{j < r <= i} g_r)`` for i >= j (``strict``: ``sum_{j < r < i}``
+    for i > j), 0 elsewhere. The exponents are the same exact segment sums as
+    :func:`segment_sums` (same-sign terms, never a difference of prefix sums), written as a
+    ``linear`` of the masked, repeated g with a constant 0/1 weight: every op is one XNNPACK
+    delegates (mul, fully connected, exp), where ``cumsum`` runs as a portable kernel and splits
+    the delegate's partitions. The 0/1 matrices come from ``arange`` of a fixed size and are
+    folded into constants before lowering (``edgeml.export.pte``)."""
+    n = g.shape[-1]
+    idx = torch.arange(n, device=g.device)
+    row, col = idx[:, None], idx[None, :]
+    after_row = (col > row).to(g.dtype)  # [j, r]: r > j
+    # weight[i, r]: r <= i (r < i when strict); linear contracts over r.
+    weight = ((col < row) if strict else (col <= row)).to(g.dtype)
+    seg = F.linear(g.reshape(*g.shape[:-1], 1, n) * after_row, weight)  # [j, i] = sum_{j < r <= i} g_r
+    keep = ((col > row) if strict else (col >= row)).to(g.dtype)  # [j, i]: i > j (i >= j)
+    # Where keep is 0 the sum is empty or partial but still <= 0, so exp stays finite.
+    return torch.exp(seg) * keep
+

@@ -14,8 +14,15 @@ Forms, side by side:
 
 * :func:`selective_scan_naive`: the recurrence as a Python loop over time (the reference).
 * :func:`selective_scan_chunked`: plain aten, no data-dependent control flow, a fixed number
-  of graph nodes for any length. It is the CPU implementation and the export decomposition.
-  The sequence is padded to a multiple of ``chunk_size`` (a power of two) and each chunk is
+  of graph nodes for any length, in two forms that differ only inside the chunks:
+
+  - ``form="tree"``, the CPU implementation (eager): O(l) work, fastest in eager PyTorch;
+  - ``form="matmul"`` (:func:`_scan_chunked_matmul`), the export decomposition: Mamba-2's
+    SSD form, decay matrices times inputs within and across chunks. More arithmetic, but
+    half the graph nodes and only ops that XNNPACK delegates (the tree's strided slices,
+    cumsum and mask islands made ExecuTorch's lowering slow and split the delegate).
+
+  Tree: the sequence is padded to a multiple of ``chunk_size`` (a power of two) and each chunk is
   reduced by a binary tree of ``log2(chunk_size)`` pairwise combines (the associative operator
   ``(a0, x0) . (a1, x1) = (a0 a1, a1 x0 + x1)``), so decays only ever multiply: products of
   values in [0, 1] that can underflow to 0 but never overflow. Across chunks, the chunk entry
@@ -35,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _backend
-from ._segsum import decay_matrix
+from ._segsum import decay_matrix, decay_matrix_transposed
 
 __all__ = [
     "selective_scan",
@@ -45,7 +52,8 @@ __all__ = [
     "selective_scan_quadratic",
 ]
 
-DEFAULT_CHUNK_SIZE = 64
+DEFAULT_CHUNK_SIZE = 64  # the tree (eager CPU)
+EXPORT_CHUNK_SIZE = 8  # the matmul form (export decomposition)
 
 
 def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> None:
@@ -89,11 +97,11 @@ def _mul_per_channel(t: Tensor, X: Tensor) -> Tensor:
     channels first: the expand would be a full copy (a portable expand_copy in a .pte)."""
     X = X.float()
     if X.dim() == 2:  # time-invariant (d, n)
-        return t * X[None, :, :, None]
+        return t * X.reshape(1, *X.shape, 1)
     if X.dim() == 3:  # shared by all channels (b, n, l)
-        return t * X[:, None]
-    g = X.shape[1]
-    return (t.unflatten(1, (g, -1)) * X[:, :, None]).flatten(1, 2)
+        return t * X.reshape(X.shape[0], 1, *X.shape[1:])
+    b, g, n, l = X.shape
+    return (t.unflatten(1, (g, -1)) * X.reshape(b, g, 1, n, l)).flatten(1, 2)
 
 
 def softplus_exportable(x: Tensor) -> Tensor:
@@ -122,17 +130,20 @@ def _discretize(
     """(delta * A, delta * B * u), both (b, d, n, l) fp32: log decay and input of each step."""
     dt = delta.float()
     if delta_bias is not None:
-        dt = dt + delta_bias.float()[:, None]
+        dt = dt + delta_bias.float().reshape(-1, 1)
     if delta_softplus:
         dt = softplus(dt)
-    log_decay = dt[:, :, None, :] * A.float()[None, :, :, None]
-    inp = _mul_per_channel((dt * u.float())[:, :, None, :], B)
+    # reshape rather than indexing with None: ExecuTorch runs unsqueeze as a portable copy
+    # that splits the XNNPACK partition; a reshape is delegated.
+    b, d, l = dt.shape
+    log_decay = dt.reshape(b, d, 1, l) * A.float().reshape(1, *A.shape, 1)
+    inp = _mul_per_channel((dt * u.float()).reshape(b, d, 1, l), B)
     return log_decay, inp
 
 
 def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None) -> Tensor:
     if D is not None:
-        y = torch.addcmul(y, u.float(), D.float()[:, None])
+        y = torch.addcmul(y, u.float(), D.float().reshape(-1, 1))
     if z is not None:
         y = y * F.silu(z.float())
     return y.to(u.dtype)
@@ -220,6 +231,60 @@ def _scan_chunked(log_decay: Tensor, inp: Tensor, chunk_size: int) -> Tensor:
     return h[..., :l]
 
 
+def _scan_chunked_matmul(log_decay: Tensor, inp: Tensor, chunk_size: int, levels: int = 2) -> Tensor:
+    """The same scan as :func:`_scan_chunked`, as matmuls within and across chunks (SSD form).
+
+    Mamba-2's chunked "state space duality" form: inside a chunk of L tokens the states are
+    ``h_i = sum_{j <= i} exp(sum_{j < r <= i} a_r) x_j``, an (L x L) decay matrix times the
+    inputs. The chunks' end states and total log decays form a scan of length l / L of the
+    same kind, solved by the same form one level up (``levels``); at the top level the entry
+    states come straight from the (nc x nc) decay matrix of the chunk totals. Every decay is an
+    exact segment sum (``decay_matrix_transposed``: exponents <= 0, no inf/nan), and every op
+    is a mul, exp, add, fully connected layer or batched matmul.
+
+    This is the export decomposition: its graph is half the tree's (no per-level slices, no
+    cumsum, and no arange/compare islands once the masks are folded into constants), which is
+    what ExecuTorch's lowering time pays for, and for static shapes no op of it is left on
+    portable kernels. Work per channel is O(l L^2) multiply-adds for the segment sums, plus
+    O(l / L^2 * ...) that two levels keep negligible up to l ~ L^3."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    b, d, n, l = log_decay.shape
+    h = _scan_rows_matmul(log_decay.reshape(b * d * n, l), inp.reshape(b * d * n, l), chunk_size, levels)
+    return h.reshape(b, d, n, l)
+
+
+def _scan_rows_matmul(a: Tensor, x: Tensor, L: int, levels: int) -> Tensor:
+    """Inclusive states of h_t = exp(a_t) h_{t-1} + x_t along the rows of (rows, l) tensors."""
+    rows, l = a.shape
+    pad = (-l) % L
+    # Zero log decay and zero input keep the padding inert.
+    a = F.pad(a, (0, pad)).reshape(rows, -1, L)
+    x = F.pad(x, (0, pad)).reshape(rows, -1, L)
+    nc = a.shape[1]
+    within = decay_matrix_transposed(a)  # (rows, nc, L, L): [j, i] = decay from token j to i
+    h_local = torch.bmm(x.reshape(-1, 1, L), within.reshape(-1, L, L)).reshape(rows, nc, L)
+    # Decay from the chunk's entry state to token i: exp(a_0) * within[0, i].
+    from_entry = torch.exp(a[..., :1]) * within[..., :1, :].reshape(rows, nc, L)
+    # Chunk totals as a fully connected layer with a constant ones weight (a sum over the last
+    # dim would run as a portable kernel).
+    totals = F.linear(a, torch.ones(1, L, dtype=a.dtype, device=a.device)).reshape(rows, nc)
+    ends = h_local[..., L - 1:].reshape(rows, nc)  # each chunk's end state from a zero entry
+    if levels > 1:
+        # True end states H_c = exp(total_c) H_{c-1} + end_c; chunk c enters with H_{c-1}.
+        ends = _scan_rows_matmul(totals, ends, L, levels - 1)
+        idx = torch.arange(nc, device=a.device)
+        shift = (idx[None, :] == idx[:, None] - 1).to(a.dtype)  # [c, c']: c' = c - 1
+        entry = F.linear(ends, shift)
+    else:
+        across = decay_matrix_transposed(totals, strict=True)  # [c', c]: decay from end of c' to start of c
+        entry = torch.bmm(ends.reshape(rows, 1, nc), across).reshape(rows, nc)
+    h = (h_local + from_entry * entry.reshape(rows, nc, 1)).reshape(rows, nc * L)
+    # No slice without padding: a full slice is a portable alias_copy that splits the partition.
+    # (Under dynamic shapes the padding is symbolic: always slice.)
+    return h[:, :l] if not isinstance(pad, int) or pad else h
+
+
 def selective_scan_chunked(
     u: Tensor,
     delta: Tensor,
@@ -231,8 +296,9 @@ def selective_scan_chunked(
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
     *,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     for_export: bool = False,
+    form: str | None = None,
 ) -> Tensor:
     """Plain-aten selective scan (the CPU implementation and the export decomposition).
 
@@ -242,10 +308,16 @@ def selective_scan_chunked(
     _check_shapes(u, delta, A, B, C)
     softplus = softplus_exportable if for_export else F.softplus
     log_decay, inp = _discretize(u, delta, A, B, delta_bias, delta_softplus, softplus)
-    h = _scan_chunked(log_decay, inp, chunk_size)
+    form = form or ("matmul" if for_export else "tree")
+    if form == "tree":
+        h = _scan_chunked(log_decay, inp, chunk_size or DEFAULT_CHUNK_SIZE)
+    elif form == "matmul":
+        h = _scan_chunked_matmul(log_decay, inp, chunk_size or EXPORT_CHUNK_SIZE)
+    else:
+        raise ValueError(f"unknown scan form {form!r}; choose 'tree' or 'matmul'")
     y = _mul_per_channel(h, C)
     # n == 1 (MobileMamba) needs no reduction; a sum over a size-1 dim would be a full copy.
-    y = y.squeeze(2) if y.shape[2] == 1 else y.sum(2)
+    y = y.reshape(y.shape[0], y.shape[1], y.shape[3]) if y.shape[2] == 1 else y.sum(2)
     return _finish(y, u, D, z)
 
 

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeml.errors import InputShapeError
-from edgeml.models.layers.attention import split_heads_attention
 from edgeml.models._registry import SIGLIP_MEAN, SIGLIP_STD, ModelConfig, register_model
+from edgeml.models.layers.attention import split_heads_attention
 
 _PAPER_SIGLIP = "SigLIP, ICCV 2023 (arXiv 2303.15343); timm vit_*_siglip_384 keys"
 _PAPER_BLUELM = "BlueLM-V-3B, arXiv 2411.10640"

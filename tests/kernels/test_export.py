@@ -4,7 +4,8 @@
 Issue 3 asks for relative error <= 1e-5 in fp32 and for a graph whose node count does not grow
 with the sequence length. Lowering to .pte is the slow step (~1 s per XNNPACK partition, ~15 s
 here), so one module holding both ops is lowered once. The decomposed program has the same node
-count at a multiple of the chunk size (128) and at lengths that need padding (300, 700). In
+count at lengths that need padding (300, 700), and one node fewer at a multiple of the chunk
+size (128), where the scan has no padding to slice off. In
 ONNX the exporter's optimizer drops zero-width Pads, so a multiple of the chunk gives a few
 nodes fewer; ONNX counts are therefore compared at 300 and 700, both padded.
 """
@@ -133,11 +134,11 @@ def test_decomposition_leaves_plain_aten_and_a_fixed_graph(case):
     for t in targets:
         assert not any("edgeml" in s for s in t), t
         assert all(s.startswith("aten.") or s == "<built-in function getitem>" for s in t), t
-    # Same node count, and the same op sequence up to one view: slicing off the padding is a
-    # slice when there is padding and an alias when the length is a multiple of the chunk.
-    assert len(programs[0].graph.nodes) == len(programs[1].graph.nodes)
-    same_view = {"aten.alias.default": "view", "aten.slice.Tensor": "view"}
-    assert [same_view.get(s, s) for s in targets[0]] == [same_view.get(s, s) for s in targets[1]]
+    # The same op sequence at both lengths, up to the slice that drops the padding: the scan
+    # emits it only when there is padding (a full slice would be a portable copy in a .pte),
+    # the attention always (an alias at a multiple of the chunk).
+    padding_views = {"aten.alias.default", "aten.slice.Tensor"}
+    assert [s for s in targets[0] if s not in padding_views] == [s for s in targets[1] if s not in padding_views]
     with torch.no_grad():
         for ep, x in zip(programs, inputs, strict=True):
             assert rel_err(ep.module()(x), module(x)) < REL_TOL
@@ -145,7 +146,9 @@ def test_decomposition_leaves_plain_aten_and_a_fixed_graph(case):
 
 def test_both_ops_graph_size_is_independent_of_length(both):
     _, _, programs = both
-    assert len({len(ep.graph.nodes) for ep in programs}) == 1
+    counts = [len(ep.graph.nodes) for ep in programs]  # lengths 128, 300, 700
+    assert counts[1] == counts[2]  # both padded: identical graphs
+    assert counts[1] - counts[0] == 1  # no padding at 128: the scan's padding slice is absent
 
 
 def test_executorch_xnnpack_runtime_matches(both):

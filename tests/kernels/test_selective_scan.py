@@ -19,6 +19,8 @@ from edgeml.kernels import (
 from edgeml.kernels.selective_scan import selective_scan_decomposition, softplus_exportable
 
 FP32_TOL = 2e-6
+# The chunked forms: a pairwise tree inside chunks (eager CPU) and the matmul (SSD) form (export).
+FORMS = ["tree", "matmul"]
 
 
 def rel_rms(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -70,21 +72,43 @@ CASES = [
 
 @pytest.mark.parametrize("b,d,n,l,bc", CASES)
 @pytest.mark.parametrize("decay", ["weak", "strong", "mixed"])
-def test_chunked_matches_loop_all_options(b, d, n, l, bc, decay):
+@pytest.mark.parametrize("form", FORMS)
+def test_chunked_matches_loop_all_options(b, d, n, l, bc, decay, form):
     x = make_inputs(b, d, n, l, bc=bc, decay=decay)
     ref = selective_scan_naive(**x, delta_softplus=True)
-    out = selective_scan_chunked(**x, delta_softplus=True)
+    out = selective_scan_chunked(**x, delta_softplus=True, form=form)
     assert out.shape == (b, d, l) and out.dtype == torch.float32
     assert torch.isfinite(out).all()
     assert rel_rms(out, ref) < FP32_TOL
 
 
 @pytest.mark.parametrize("chunk_size", [2, 4, 8, 16, 128])
-def test_chunk_sizes_agree(chunk_size):
+@pytest.mark.parametrize("form", FORMS)
+def test_chunk_sizes_agree(chunk_size, form):
     x = make_inputs(2, 4, 4, 75, bc="grouped")
     ref = selective_scan_naive(**x, delta_softplus=True)
-    out = selective_scan_chunked(**x, delta_softplus=True, chunk_size=chunk_size)
+    out = selective_scan_chunked(**x, delta_softplus=True, chunk_size=chunk_size, form=form)
     assert rel_rms(out, ref) < FP32_TOL
+
+
+def test_matmul_form_takes_any_chunk_size_and_export_uses_it():
+    x = make_inputs(2, 4, 1, 75, bc="grouped")
+    ref = selective_scan_naive(**x, delta_softplus=True)
+    assert rel_rms(selective_scan_chunked(**x, delta_softplus=True, form="matmul", chunk_size=12), ref) < FP32_TOL
+    assert rel_rms(selective_scan_decomposition(**x, delta_softplus=True), ref) < FP32_TOL
+    with pytest.raises(ValueError, match="form"):
+        selective_scan_chunked(**x, form="sequential")
+
+
+def test_transposed_decay_matrix_is_the_decay_matrix_transposed():
+    from edgeml.kernels._segsum import decay_matrix, decay_matrix_transposed
+
+    g = -torch.rand(3, 5, 20).pow(3) * 10
+    torch.testing.assert_close(decay_matrix_transposed(g), decay_matrix(g).transpose(-1, -2))
+    # strict: the decay strictly between j and i, for i > j only
+    strict = decay_matrix_transposed(g, strict=True)
+    assert torch.equal(strict.diagonal(dim1=-2, dim2=-1), torch.zeros(3, 5, 20))
+    torch.testing.assert_close(strict[..., 2, 7], torch.exp(g[..., 3:7].sum(-1)))
 
 
 def test_chunk_size_must_be_power_of_two():
@@ -130,7 +154,8 @@ def test_naive_follows_the_recurrence_by_hand():
     torch.testing.assert_close(out[0, 0], torch.tensor(ys), rtol=1e-6, atol=1e-6)
 
 
-def test_long_sequence_strong_decay_stays_finite():
+@pytest.mark.parametrize("form", FORMS)
+def test_long_sequence_strong_decay_stays_finite(form):
     # delta * A ~ -1e4 per step: every per-token decay underflows to 0 and chunk log decays
     # reach ~ -4e7; exp of a positive number anywhere would give inf, inf * 0 would give nan.
     b, d, n, l = 1, 2, 1, 4096
@@ -138,19 +163,20 @@ def test_long_sequence_strong_decay_stays_finite():
     x["A"] = torch.full((d, n), -1e3)
     x["delta"] = torch.full((b, d, l), 10.0)
     ref = selective_scan_naive(**x)
-    out = selective_scan_chunked(**x)
+    out = selective_scan_chunked(**x, form=form)
     assert torch.isfinite(out).all()
     assert rel_rms(out, ref) < FP32_TOL
 
 
-def test_long_sequence_no_decay_accumulates():
+@pytest.mark.parametrize("form", FORMS)
+def test_long_sequence_no_decay_accumulates(form):
     # delta * A = 0: the state is a plain running sum over 4096 steps (the hardest case for
     # reassociation, since nothing is forgotten).
     b, d, n, l = 1, 2, 1, 4096
     x = make_inputs(b, d, n, l)
     x["A"] = torch.zeros(d, n)
     ref = selective_scan_naive(**x)
-    out = selective_scan_chunked(**x)
+    out = selective_scan_chunked(**x, form=form)
     dt = x["delta"] + x["delta_bias"][:, None]
     expected = torch.cumsum(dt * x["u"] * x["B"], -1) * x["C"] + x["u"] * x["D"][:, None]
     expected = expected * F.silu(x["z"])
