@@ -75,7 +75,9 @@ def bench_variants(args, out: Path) -> None:
             for fmt in args.formats:
                 # int8 as a user gets it past the verify threshold: the most sensitive layers are
                 # kept in fp32 until the edge runtime measures >= 25 dB (edgeml.quantize.mixed).
-                kw = {} if quant == "none" else {"fp32_fallback": True, "min_sqnr": DEFAULT_MIN_SQNR[quant]}
+                # --plain-int8: the fully quantized program, as `edgeml export --quantize int8` writes it.
+                kw = {} if quant == "none" or args.plain_int8 else {"fp32_fallback": True,
+                                                                    "min_sqnr": DEFAULT_MIN_SQNR[quant]}
                 try:
                     art, wall, cpu, load = timed_export(name, fmt, quant, out, **kw)
                 except edgeml.EdgeMLError as e:
@@ -140,6 +142,8 @@ def main() -> None:
     ap.add_argument("--skip-variants", action="store_true")
     ap.add_argument("--skip-nodes", action="store_true", help="no node count at two resolutions")
     ap.add_argument("--skip-loop", action="store_true")
+    ap.add_argument("--plain-int8", action="store_true",
+                    help="int8 with every layer quantized (no --min-sqnr search for fp32 layers)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--out", type=Path, help="keep the artifacts here (default: a temp dir)")
