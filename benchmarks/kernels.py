@@ -196,13 +196,24 @@ class _AttentionOnly(nn.Module):
 
 
 def bench_pte(lengths: tuple[int, ...], reps: int, d: int) -> None:
+    """Each op exported as ``edgeml export`` does it (decomposition table, constants folded,
+    XNNPACK); the selective scan in both chunked forms, ``matmul`` (the decomposition) and
+    ``tree`` (the eager CPU form, the decomposition before the matmul form replaced it)."""
+    import functools
+
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
     from executorch.runtime import Runtime
 
+    from edgeml.export import fold_constants
+
     runtime = Runtime.get()
     rows = []
-    for op in ("selective_scan", "linear_attention"):
+    for op, form in (("selective_scan", "matmul"), ("selective_scan", "tree"), ("linear_attention", "")):
+        table = decomposition_table()
+        if form:
+            table[torch.ops.edgeml.selective_scan.default] = functools.partial(
+                selective_scan_chunked, for_export=True, form=form)
         for l in lengths:
             if op == "selective_scan":
                 x = scan_inputs(d, l)
@@ -211,7 +222,7 @@ def bench_pte(lengths: tuple[int, ...], reps: int, d: int) -> None:
             else:
                 q, k, v, g = attention_inputs(1, 4, l, 32, 32)
                 module, args = _AttentionOnly().eval(), (q, k, v, g)
-            ep = torch.export.export(module, args).run_decompositions(decomposition_table())
+            ep = fold_constants(torch.export.export(module, args).run_decompositions(table))
             aten_nodes = sum(1 for n in ep.graph.nodes if n.op == "call_function")
             start = time.perf_counter()
             edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
@@ -233,11 +244,12 @@ def bench_pte(lengths: tuple[int, ...], reps: int, d: int) -> None:
                 reps,
             )
             rows.append([
-                op, str(l), str(aten_nodes), f"{delegates}+{portable}", fmt_ms(tm["pte"]), fmt_ms(tm["eager"]),
+                f"{op} {form}".strip(), str(l), str(aten_nodes), f"{delegates}+{portable}", fmt_ms(tm["pte"]),
+                fmt_ms(tm["eager"]),
                 f"{_rel_rms(out, ref):.1e}", f"{lower_s:5.1f}",
             ])
     print_table(
-        f"decomposed op as .pte (XNNPACK + portable), ExecuTorch runtime, median ms; selective_scan "
+        f"decomposed op as .pte (XNNPACK + portable, constants folded), ExecuTorch runtime, median ms; selective_scan "
         f"d={d} n=1 g=2, linear_attention causal b=1 h=4 k=v=32",
         ["op", "l", "aten nodes", "delegates+portable ops", ".pte ms", "eager chunked ms", "rel_rms", "lower s"],
         rows,
