@@ -102,7 +102,7 @@ def main() -> None:
 
     def time_at(res: int, quant: str, arts: dict, kind: str) -> None:
         x = [torch.rand(1, 3, res, res)]
-        runners = [make_runner(arts[f].path, threads=args.threads) for f in formats]
+        runners = [make_runner(arts[f].path, threads=args.threads, spinning=False) for f in formats]
         ms = interleaved_medians([lambda r=r, x=x: r.run(x) for r in runners], args.rounds, warmup=1)
         row = [res, kind, quant, *(f"{m:.1f}" for m in ms)]
         if len(ms) == 2:

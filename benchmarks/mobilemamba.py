@@ -98,7 +98,7 @@ def bench_variants(args, out: Path) -> None:
                 print(f"  {rows[-1]}", file=sys.stderr, flush=True)
             if len(paths) == 2:  # .pte vs ONNX Runtime, timed alternately in this run
                 x = [torch.randn(1, 3, *[get_model_config(name).resolution] * 2)]
-                runners = [make_runner(paths[f], threads=args.threads) for f in ("pte", "onnx")]
+                runners = [make_runner(paths[f], threads=args.threads, spinning=False) for f in ("pte", "onnx")]
                 pte_ms, ort_ms = interleaved_medians([lambda r=r, x=x: r.run(x) for r in runners], args.rounds)
                 rows[-2][10] = f"{pte_ms:.1f} / {ort_ms:.1f} = {pte_ms / ort_ms:.2f}"
         if not args.skip_nodes:
@@ -124,7 +124,7 @@ def bench_loop(args, out: Path) -> None:
         rows.append([scan, f"{wall:.0f}", f"{cpu:.0f}", load, n, d["total_nodes"],
                      f"{d['share'] * 100:.0f}%", f"{art.manifest.parity['worst_sqnr_db']:.1f}",
                      f"{art.size_bytes / 1e6:.2f}"])
-        runners.append(make_runner(art.path, threads=args.threads))
+        runners.append(make_runner(art.path, threads=args.threads, spinning=False))
         print(f"  {rows[-1]}", file=sys.stderr, flush=True)
     x = [torch.randn(1, 3, 192, 192)]
     ms = interleaved_medians([lambda r=r: r.run(x) for r in runners], args.rounds)

@@ -64,7 +64,7 @@ def main() -> None:
                 print(f"{name} {variant}: {e}", file=sys.stderr, flush=True)
                 continue
             arts[variant].export_seconds = time.perf_counter() - t
-        runners = {v: make_runner(a.path, threads=args.threads) for v, a in arts.items()}
+        runners = {v: make_runner(a.path, threads=args.threads, spinning=False) for v, a in arts.items()}
         x = [torch.randn(*next(iter(arts.values())).manifest.inputs[0].shape)] if arts else []
         medians = dict(zip(runners, interleaved_medians([lambda r=r, x=x: r.run(x) for r in runners.values()],
                                                         args.rounds))) if runners else {}

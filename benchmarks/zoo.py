@@ -64,7 +64,7 @@ def main() -> None:
             lat = ["-", "-", "-", "-"]
             if pte and ort:
                 rp = make_runner(pte.path, threads=args.threads)
-                ro = make_runner(ort.path, threads=args.threads)
+                ro = make_runner(ort.path, threads=args.threads, spinning=False)
                 x = [torch.randn(*pte.manifest.inputs[0].shape)]
                 mp, mo = interleaved_medians([lambda r=rp, x=x: r.run(x), lambda r=ro, x=x: r.run(x)], args.rounds)
                 lat = [f"{mp:.2f}", f"{mo:.2f}", f"{mp / mo:.2f}", _load()]

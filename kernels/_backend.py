@@ -3,7 +3,8 @@
 The CPU kernel of each op (`torch.ops.edgeml.*`) looks up the active backend at call time:
 
 * ``"chunked"`` (default): the plain-aten chunked form, the same function that the
-  decomposition table hands to ``ExportedProgram.run_decompositions``;
+  decomposition table hands to ``ExportedProgram.run_decompositions`` (for the selective scan
+  in its eager-fast tree form; the decomposition uses its matmul form, same maths);
 * ``"naive"``: the obviously-right reference (sequential loop or quadratic form);
 * ``"triton"``: the Triton kernel. On CPU tensors this only works under the Triton
   interpreter, i.e. with ``TRITON_INTERPRET=1`` set before ``triton`` is first imported

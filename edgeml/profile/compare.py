@@ -66,7 +66,8 @@ def compare_on_host(
     runners, inputs, load_ms = [], [], []
     for o in opened:
         t0 = time.perf_counter()
-        runner = make_runner(o, threads=threads)
+        # ORT's spinning threads would steal the cores from the artifact timed next.
+        runner = make_runner(o, threads=threads, spinning=False)
         x = _example_inputs(runner, o.manifest)
         runner.run(x)  # completes loading, as in profile_artifact
         load_ms.append((time.perf_counter() - t0) * 1e3)

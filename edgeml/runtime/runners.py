@@ -131,7 +131,13 @@ class PteRunner(Runner):
 class OnnxRunner(Runner):
     format = "onnx"
 
-    def __init__(self, path: str | Path, *, threads: int | None = None, profile_prefix: str | None = None) -> None:
+    def __init__(self, path: str | Path, *, threads: int | None = None, profile_prefix: str | None = None,
+                 spinning: bool = True) -> None:
+        """``spinning=False`` stops ONNX Runtime's intra-op threads from busy-waiting after each
+        run. Keep it on (ORT's default, its best latency) to time ORT alone; turn it off when
+        another runtime runs in between, as in a side-by-side comparison: on this project's
+        2-core VM the spinning threads doubled the next ExecuTorch run of MobileMamba T2 (9.5 ->
+        20.4 ms) while ORT alone went from 11.7 to 13.9 ms without spinning."""
         import onnx
         import onnxruntime as ort
 
@@ -146,6 +152,8 @@ class OnnxRunner(Runner):
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        if not spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if profile_prefix:
             opts.enable_profiling = True
             opts.profile_file_prefix = profile_prefix
@@ -185,7 +193,8 @@ def make_runner(artifact: OpenedArtifact | str | Path, **kwargs) -> Runner:
     if opened.format == "pte":
         runner = PteRunner(opened.path, **{k: v for k, v in kwargs.items() if k in ("threads", "etdump")})
     elif opened.format == "onnx":
-        runner = OnnxRunner(opened.path, **{k: v for k, v in kwargs.items() if k in ("threads", "profile_prefix")})
+        runner = OnnxRunner(opened.path, **{k: v for k, v in kwargs.items()
+                                            if k in ("threads", "profile_prefix", "spinning")})
     else:
         raise ArtifactError(f"{opened.path.name}: no host runner for format {opened.format!r}")
     runner.dynamic_axes = [dict(spec.dynamic) for spec in opened.manifest.inputs]

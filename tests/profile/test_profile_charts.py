@@ -85,6 +85,37 @@ def test_compare_api_times_every_artifact_every_round(tiny):
     assert "peak_rss_mb" in comparison.reports[0].unavailable
 
 
+def test_compare_keeps_onnx_runtime_from_spinning(tiny, monkeypatch):
+    # ORT's intra-op threads busy-wait after a run by default; interleaved with another runtime on
+    # a small machine they slow it down (MobileMamba T2 .pte: 9.5 -> 20.4 ms on the 2-core VM).
+    import edgeml.profile.compare as compare
+
+    seen = []
+    real = compare.make_runner
+    monkeypatch.setattr(compare, "make_runner", lambda o, **kw: seen.append(kw) or real(o, **kw))
+    compare_on_host([tiny["small"], tiny["small"]], runs=1, warmup=0)
+    assert [kw.get("spinning") for kw in seen] == [False, False]
+
+
+def test_onnx_runner_spinning_option(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeml.runtime.runners import OnnxRunner
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), path)
+    entry = "session.intra_op.allow_spinning"
+    quiet = OnnxRunner(path, threads=2, spinning=False).session.get_session_options()
+    assert quiet.get_session_config_entry(entry) == "0"
+    default = OnnxRunner(path, threads=2).session.get_session_options()
+    with pytest.raises(Exception, match="does not have configuration"):  # ORT's own default: spinning
+        default.get_session_config_entry(entry)
+
+
 def test_resolutions_sweep(tiny, tmp_path, capsys):
     png, out_json = tmp_path / "res.png", tmp_path / "res.json"
     assert main(["profile", str(tiny["dynamic"]), "--resolutions", "64,128,256", "--runs", "8", "--warmup", "2",
