@@ -134,6 +134,23 @@ def bench_loop(args, out: Path) -> None:
                  "XNNPACK nodes", "SQNR dB", "MB", "pte ms (median)", "vs chunked"], rows)
 
 
+def bench_latency_only(args) -> None:
+    """.pte vs .onnx latency of artifacts already exported into ``args.latency_only``, in pairs."""
+    from edgeml.runtime.runners import make_runner
+
+    rows = []
+    for pte in sorted(args.latency_only.glob("mobilemamba_*.pte")):
+        onnx = pte.with_name(pte.name.replace("_xnnpack_", "_ort_")).with_suffix(".onnx")
+        if not onnx.exists():
+            continue
+        runners = [make_runner(pte, threads=args.threads), make_runner(onnx, threads=args.threads, spinning=False)]
+        x = [torch.randn(*runners[0].input_shapes[0])]
+        pte_ms, ort_ms = interleaved_medians([lambda r=r, x=x: r.run(x) for r in runners], args.rounds)
+        rows.append([pte.name, onnx.name, f"{pte_ms:.1f}", f"{ort_ms:.1f}", f"{pte_ms / ort_ms:.2f}"])
+        print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+    print_table(["pte", "onnx", "pte ms (median)", "ORT ms (median)", "pte / ORT"], rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variants", default=",".join(VARIANTS))
@@ -147,6 +164,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--out", type=Path, help="keep the artifacts here (default: a temp dir)")
+    ap.add_argument("--latency-only", type=Path, metavar="DIR",
+                    help="only time the .pte/.onnx pairs already exported into DIR (no export)")
     args = ap.parse_args()
     args.variants = [v.removeprefix("mobilemamba_") for v in args.variants.split(",")]
     args.formats, args.quant = args.formats.split(","), args.quant.split(",")
@@ -155,6 +174,9 @@ def main() -> None:
     print(f"command: {command()}\nmachine: {machine()}\nload average at start: {_load()}\n"
           f"threads: {args.threads}, rounds: {args.rounds} (medians; the two .pte timed alternately)\n",
           flush=True)
+    if args.latency_only:
+        bench_latency_only(args)
+        return
     if not args.skip_variants:
         bench_variants(args, out)
         print(flush=True)
