@@ -41,7 +41,7 @@ def decay_matrix_transposed(g: Tensor, *, strict: bool = False) -> Tensor:
     ``linear`` of the masked, repeated g with a constant 0/1 weight: every op is one XNNPACK
     delegates (mul, fully connected, exp), where ``cumsum`` runs as a portable kernel and splits
     the delegate's partitions. The 0/1 matrices come from ``arange`` of a fixed size and are
-    folded into constants before lowering (``edgeml.export.pte``)."""
+    folded into constants before lowering (``edgeml.export.fold_constants``)."""
     n = g.shape[-1]
     idx = torch.arange(n, device=g.device)
     row, col = idx[:, None], idx[None, :]
@@ -52,4 +52,3 @@ def decay_matrix_transposed(g: Tensor, *, strict: bool = False) -> Tensor:
     keep = ((col > row) if strict else (col >= row)).to(g.dtype)  # [j, i]: i > j (i >= j)
     # Where keep is 0 the sum is empty or partial but still <= 0, so exp stays finite.
     return torch.exp(seg) * keep
-
