@@ -252,11 +252,16 @@ def _scan_chunked_matmul(log_decay: Tensor, inp: Tensor, chunk_size: int, levels
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     b, d, n, l = log_decay.shape
     h = _scan_rows_matmul(log_decay.reshape(b * d * n, l), inp.reshape(b * d * n, l), chunk_size, levels)
+    # No slice without padding: a full slice is a portable alias_copy that splits the partition.
+    # (Under dynamic shapes the padding is symbolic: always slice.)
+    if not isinstance(l, int) or h.shape[-1] != l:
+        h = h[:, :l]
     return h.reshape(b, d, n, l)
 
 
 def _scan_rows_matmul(a: Tensor, x: Tensor, L: int, levels: int) -> Tensor:
-    """Inclusive states of h_t = exp(a_t) h_{t-1} + x_t along the rows of (rows, l) tensors."""
+    """Inclusive states of h_t = exp(a_t) h_{t-1} + x_t along the rows of (rows, l) tensors,
+    returned with the padding to a multiple of L still on (the caller drops it)."""
     rows, l = a.shape
     pad = (-l) % L
     # Zero log decay and zero input keep the padding inert.
@@ -273,17 +278,16 @@ def _scan_rows_matmul(a: Tensor, x: Tensor, L: int, levels: int) -> Tensor:
     ends = h_local[..., L - 1:].reshape(rows, nc)  # each chunk's end state from a zero entry
     if levels > 1:
         # True end states H_c = exp(total_c) H_{c-1} + end_c; chunk c enters with H_{c-1}.
-        ends = _scan_rows_matmul(totals, ends, L, levels - 1)
-        idx = torch.arange(nc, device=a.device)
-        shift = (idx[None, :] == idx[:, None] - 1).to(a.dtype)  # [c, c']: c' = c - 1
+        # The shift reads past the padded chunk ends directly: no slice at the inner levels, so the
+        # graph is the same for every length whose outermost level needs padding.
+        ends = _scan_rows_matmul(totals, ends, L, levels - 1)  # (rows, nc rounded up to L)
+        c, c_in = torch.arange(nc, device=a.device), torch.arange(ends.shape[-1], device=a.device)
+        shift = (c_in[None, :] == c[:, None] - 1).to(a.dtype)  # [c, c']: c' = c - 1
         entry = F.linear(ends, shift)
     else:
         across = decay_matrix_transposed(totals, strict=True)  # [c', c]: decay from end of c' to start of c
         entry = torch.bmm(ends.reshape(rows, 1, nc), across).reshape(rows, nc)
-    h = (h_local + from_entry * entry.reshape(rows, nc, 1)).reshape(rows, nc * L)
-    # No slice without padding: a full slice is a portable alias_copy that splits the partition.
-    # (Under dynamic shapes the padding is symbolic: always slice.)
-    return h[:, :l] if not isinstance(pad, int) or pad else h
+    return (h_local + from_entry * entry.reshape(rows, nc, 1)).reshape(rows, nc * L)
 
 
 def selective_scan_chunked(
