@@ -26,9 +26,14 @@ CALIBRATION_MAX_RESOLUTION = 384
 
 @torch.no_grad()
 def finish_random_init(model: nn.Module, config: ModelConfig) -> None:
-    """Estimate BatchNorm statistics on the sample images, then let the family finish its init."""
+    """Estimate BatchNorm statistics on the sample images, then let the family finish its init.
+
+    A family whose ``finish_random_init`` estimates every BatchNorm itself (FastViTHD does, in
+    its training form) says so through ``estimates_batchnorm_on_init()``; the generic pass would
+    only be overwritten."""
     bns = [m for m in model.modules() if isinstance(m, _BN)]
-    if bns:
+    estimates_itself = getattr(model, "estimates_batchnorm_on_init", None)
+    if bns and not (estimates_itself is not None and estimates_itself()):
         _estimate(model, bns, config)
     finish = getattr(model, "finish_random_init", None)
     if finish is not None:

@@ -213,3 +213,18 @@ def test_checkpoint_load_drops_the_random_init_state():
     tiny._random_init_rng_state = torch.get_rng_state()
     load_checkpoint(tiny, _tiny_fastvit(inference_mode=True).state_dict())  # ... a checkpoint replaces it
     assert not hasattr(tiny, "_random_init_rng_state")
+
+
+def test_random_init_estimates_batchnorm_once(monkeypatch):
+    # FastViTHD's finish_random_init estimates every BatchNorm in its training form; the zoo's
+    # generic pass on the inference form before it was overwritten entirely (same weights, bit for
+    # bit, measured), so it is skipped. A model not built by fastvithd() still gets the generic pass.
+    import edgeml.models._init as init
+
+    calls = []
+    real = init._estimate
+    monkeypatch.setattr(init, "_estimate",
+                        lambda model, bns, config: calls.append(len(bns)) or real(model, bns, config))
+    model = edgeml.create_model("fastvithd")
+    assert len(calls) == 1 and calls[0] > 0
+    assert not model.estimates_batchnorm_on_init()  # the recipe is spent once the init is finished
