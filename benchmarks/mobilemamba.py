@@ -65,7 +65,6 @@ def bench_variants(args, out: Path) -> None:
     import edgeml
     from edgeml.export import DEFAULT_MIN_SQNR
     from edgeml.models import get_model_config
-    from edgeml.runtime.runners import make_runner
 
     rows, nodes = [], []
     for v in args.variants:
@@ -97,9 +96,7 @@ def bench_variants(args, out: Path) -> None:
                              node_share, "", portable])
                 print(f"  {rows[-1]}", file=sys.stderr, flush=True)
             if len(paths) == 2:  # .pte vs ONNX Runtime, timed alternately in this run
-                x = [torch.randn(1, 3, *[get_model_config(name).resolution] * 2)]
-                runners = [make_runner(paths[f], threads=args.threads, spinning=False) for f in ("pte", "onnx")]
-                pte_ms, ort_ms = interleaved_medians([lambda r=r, x=x: r.run(x) for r in runners], args.rounds)
+                pte_ms, ort_ms = pte_vs_ort_ms(paths["pte"], paths["onnx"], args)
                 rows[-2][10] = f"{pte_ms:.1f} / {ort_ms:.1f} = {pte_ms / ort_ms:.2f}"
         if not args.skip_nodes:
             r = get_model_config(name).resolution
@@ -134,18 +131,25 @@ def bench_loop(args, out: Path) -> None:
                  "XNNPACK nodes", "SQNR dB", "MB", "pte ms (median)", "vs chunked"], rows)
 
 
-def bench_latency_only(args) -> None:
-    """.pte vs .onnx latency of artifacts already exported into ``args.latency_only``, in pairs."""
+def pte_vs_ort_ms(pte: Path, onnx: Path, args) -> tuple[float, float]:
+    """Median ms of the two programs run alternately on one input; ORT's threads do not spin
+    (they would take the cores from the ExecuTorch run that follows)."""
     from edgeml.runtime.runners import make_runner
 
+    runners = [make_runner(pte, threads=args.threads), make_runner(onnx, threads=args.threads, spinning=False)]
+    x = [torch.randn(*runners[0].input_shapes[0])]
+    pte_ms, ort_ms = interleaved_medians([lambda r=r: r.run(x) for r in runners], args.rounds)
+    return pte_ms, ort_ms
+
+
+def bench_latency_only(args) -> None:
+    """.pte vs .onnx latency of artifacts already exported into ``args.latency_only``, in pairs."""
     rows = []
     for pte in sorted(args.latency_only.glob("mobilemamba_*.pte")):
         onnx = pte.with_name(pte.name.replace("_xnnpack_", "_ort_")).with_suffix(".onnx")
         if not onnx.exists():
             continue
-        runners = [make_runner(pte, threads=args.threads), make_runner(onnx, threads=args.threads, spinning=False)]
-        x = [torch.randn(*runners[0].input_shapes[0])]
-        pte_ms, ort_ms = interleaved_medians([lambda r=r, x=x: r.run(x) for r in runners], args.rounds)
+        pte_ms, ort_ms = pte_vs_ort_ms(pte, onnx, args)
         rows.append([pte.name, onnx.name, f"{pte_ms:.1f}", f"{ort_ms:.1f}", f"{pte_ms / ort_ms:.2f}"])
         print(f"  {rows[-1]}", file=sys.stderr, flush=True)
     print_table(["pte", "onnx", "pte ms (median)", "ORT ms (median)", "pte / ORT"], rows)
