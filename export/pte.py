@@ -1,8 +1,11 @@
 """Lowering to an ExecuTorch program with the XNNPACK delegate (portable kernels for the rest)."""
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -44,23 +47,68 @@ class DelegationSummary:
 def lower_to_pte(exported: torch.export.ExportedProgram) -> tuple[bytes, DelegationSummary]:
     """``to_edge_transform_and_lower`` with the XNNPACK partitioner; returns the program bytes.
 
-    ``exported`` is consumed: its nodes lose their ``from_node`` provenance first. Every FX pass
-    deep-copies that chain into each node it rewrites, so the copies grow with the number of
-    passes already applied; after PT2E quantization's passes they were a fifth of the lowering
-    (MobileMamba T2 int8: 78.9 -> 63.9 CPU s; fp32: 31.4 -> 29.5). Nothing edgeml reads uses it
-    (per-operator profiles name XNNPACK's own operators)."""
+    ``exported`` is consumed: its nodes lose their ``from_node`` provenance first, and the
+    lowering runs under :func:`shared_provenance`. Every FX pass records where each node it
+    rewrites came from by deep-copying that node's whole provenance chain, and the chains grow
+    by one level per pass: ExecuTorch's edge passes plus XNNPACK's 17 passes per partition make
+    the copying quadratic in the number of passes. Dropping the chain that capture and PT2E
+    quantization built (MobileMamba T2 int8, CPU s of ``lower_to_pte``: 78.9 -> 63.9, session 4),
+    then sharing instead of copying the rest (67.6 -> 55.3; fp32 31.6 -> 26.0; see
+    ``benchmarks/RESULTS.md``) leave the program byte-identical: the debug handles ExecuTorch
+    derives from provenance read the same records."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
 
     for node in exported.graph.nodes:
         node.meta.pop("from_node", None)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), shared_provenance():
         warnings.simplefilter("ignore")
         edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
         info = get_delegation_info(edge.exported_program().graph_module)
         program = edge.to_executorch()
     return program.buffer, _summarize(info)
+
+
+@contextmanager
+def shared_provenance() -> Iterator[None]:
+    """While active, a node's provenance record shares its parent's history instead of copying it.
+
+    ``torch.fx.traceback.NodeSource(node, ...)`` (made for every node an FX pass touches) stores
+    ``copy.deepcopy(node.meta["from_node"])``. The records are never mutated after they are made
+    (readers walk them; ``to_dict`` caches), so a new list of the same records gives every reader
+    the same history at O(1) instead of O(depth) per node and pass. Patched on the class for the
+    duration only; if this torch's ``NodeSource`` is not the one this was written against
+    (``__init__(self, node, pass_name, action)``), nothing is patched and lowering just copies."""
+    from torch.fx import traceback as fx_traceback
+
+    source = getattr(fx_traceback, "NodeSource", None)
+    init = getattr(source, "__init__", None)
+    try:
+        params = list(inspect.signature(init).parameters) if init is not None else []
+    except (TypeError, ValueError):
+        params = []
+    if params[:4] != ["self", "node", "pass_name", "action"]:
+        yield
+        return
+
+    def init_sharing_history(self, node, pass_name="", action=None):
+        history = node.meta.get("from_node") if node is not None else None
+        if not history:
+            init(self, node, pass_name, action)
+            return
+        node.meta["from_node"] = []  # nothing for the original to deep-copy
+        try:
+            init(self, node, pass_name, action)
+        finally:
+            node.meta["from_node"] = history
+        self.from_node = list(history)
+
+    source.__init__ = init_sharing_history
+    try:
+        yield
+    finally:
+        source.__init__ = init
 
 
 def _summarize(info) -> DelegationSummary:
