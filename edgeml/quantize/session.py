@@ -471,6 +471,11 @@ class OrtSession(QuantSession):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quant_pre_process(str(fp32_onnx), str(self.prepped), skip_symbolic_shape=True)
+        # ORT's optimizer in quant_pre_process drops the exporter's metadata from the nodes it
+        # rewrites (a MatMul + Add fused into one node, a Gemm whose empty bias it removes); the
+        # module paths that name the layers are read from the exported graph instead.
+        self._module_paths = {n.name: path for n in onnx.load(str(fp32_onnx), load_external_data=False).graph.node
+                              if (path := _onnx_module_path(n))}
         self._cache = self.workdir / "calibration.json"
         self._counter = 0
         self._sessions: dict[frozenset[str], object] = {}
@@ -544,7 +549,8 @@ class OrtSession(QuantSession):
         raw = []
         for group in members.values():
             anchor = next((n for n in group if n.op_type not in _ORT_PASS_THROUGH), group[0])
-            path = _onnx_module_path(anchor)
+            # A fused node is named "<first node>/<fusion>".
+            path = _onnx_module_path(anchor) or self._module_paths.get(anchor.name.split("/")[0], "")
             if anchor.op_type in _ORT_WEIGHTED and path:
                 name = path
             else:

@@ -223,3 +223,28 @@ def test_search_says_why_it_cannot(search):
         run(every + 4, build_offsets=(-1.5, -3.0), max_builds=2)
     with pytest.raises(MixedPrecisionError, match="stays below .* misses the target even with all but one"):
         run(every + 4, build_offsets=(-200.0,))
+
+
+class _TokenMixer(nn.Module):
+    """Linear layers on (b, tokens, c) export as MatMul + Add, which ORT's pre-processing fuses
+    into one node and strips of the exporter's metadata; the bias-free head is a Gemm it rewrites."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 4, stride=4)
+        self.proj = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 10, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.stem(x).flatten(2).transpose(1, 2)
+        return self.head(torch.relu(self.proj(t)).mean(1))
+
+
+def test_onnx_layers_are_named_by_module_even_where_ort_rewrote_the_node(tmp_path):
+    torch.manual_seed(0)
+    model = _TokenMixer().eval()
+    calib = [torch.rand(1, 3, 16, 16) for _ in range(2)]
+    session = make_session(model, (calib[0],), "onnx", SCHEME_INFO["int8"], "minmax", calib, 32, "token_mixer",
+                           workdir=tmp_path)
+    weighted = {g.name for g in session.groups if g.op in ("Conv", "Gemm", "MatMul")}
+    assert weighted == {"stem", "proj", "head"}, [(g.name, g.op, g.nodes) for g in session.groups]
