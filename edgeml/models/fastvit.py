@@ -208,7 +208,6 @@ class FastViT(nn.Module):
             elif form == "inference" and not m.inference_mode:
                 m.set_inference_form()
 
-    @torch.no_grad()
     def estimates_batchnorm_on_init(self) -> bool:
         """Whether :meth:`finish_random_init` will estimate every BatchNorm (training form) itself.
 
@@ -216,6 +215,7 @@ class FastViT(nn.Module):
         were all reset and re-estimated here (about 14 s of FastViTHD's build at 256)."""
         return getattr(self, "_random_init_rng_state", None) is not None
 
+    @torch.no_grad()
     def finish_random_init(self) -> None:
         """Called by the zoo after a seeded random init (``edgeml.models._init``): rebuild every
         reparameterizable block's training-form branches from the builder's seeded random stream,
