@@ -9,7 +9,12 @@ the most sensitive layers kept in fp32 until the runtime's SQNR reaches the targ
 how many of the quantized layers that kept in fp32. Run:
 
     python benchmarks/quantization.py [--models a,b] [--variants none,int8,mixed] [--target 35]
-                                      [--resolution N] [--threads 1] [--rounds 20] [--out DIR]
+                                      [--resolution N] [--threads 1] [--rounds 20] [--out DIR] [--reuse]
+
+``--reuse`` takes a variant's program from ``--out DIR/<variant>/`` where an earlier run left it
+(same model, size, scheme, mixed target and random-init seed; sha256 checked) instead of exporting
+it again: a FastViTHD mixed-precision search takes half an hour here, the timing a minute. The
+table then prints the export time the artifact's manifest recorded, and says which were reused.
 """
 from __future__ import annotations
 
@@ -38,7 +43,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--out", type=Path, help="keep the artifacts here (default: a temp dir)")
+    ap.add_argument("--reuse", action="store_true", help="use matching programs an earlier run left in --out")
     args = ap.parse_args()
+    if args.reuse and args.out is None:
+        ap.error("--reuse needs --out DIR (where the earlier run kept its programs)")
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
 
@@ -52,10 +60,17 @@ def main() -> None:
           f"(medians; a model's programs timed alternately), mixed target: {args.target:g} dB\n"
           f"load average at start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}\n")
     for name in args.models.split(","):
-        arts = {}
+        arts, reused = {}, []
         for variant in variants:
             kwargs = {"quantize": "int8", "min_sqnr": args.target, "fp32_fallback": True} if variant == "mixed" \
                 else {"quantize": variant}
+            if args.reuse:
+                found = reusable_artifact(out / variant, name, kwargs["quantize"], args.resolution,
+                                          args.target if variant == "mixed" else None)
+                if found is not None:
+                    arts[variant] = found
+                    reused.append(f"{variant} ({found.path}, exported {found.manifest.created})")
+                    continue
             t = time.perf_counter()
             try:
                 arts[variant] = export(name, format="pte", resolution=args.resolution,
@@ -78,7 +93,8 @@ def main() -> None:
             ratio = f"{medians[variant] / medians['none']:.2f}" if "none" in medians else "-"
             rows.append([variant if variant != "mixed" else f"mixed ({args.target:g} dB)", art.path.name,
                          f"{art.size_bytes / 1e6:.2f}", f"{logits['sqnr_db']:.1f} ({m.parity['worst_sqnr_db']:.1f})",
-                         top1, f"{medians[variant]:.2f}", ratio, kept, f"{art.export_seconds:.0f}"])
+                         top1, f"{medians[variant]:.2f}", ratio, kept,
+                         f"{art.export_seconds:.0f}" if art.export_seconds == art.export_seconds else "-"])
         res = next(iter(arts.values())).manifest.preprocessing["crop"] if arts else "-"
         print(f"{name} at {res} px")
         print_table(["variant", "artifact", "MB", "SQNR dB (worst img)", "top-1 vs fp32", "pte ms", "vs fp32",
@@ -91,7 +107,33 @@ def main() -> None:
                 print(f"  {variant}: every layer int8 measured {mixed['all_layers_quantized_db']:.1f} dB; kept in fp32 "
                       f"(most sensitive first, dB with only that layer int8): {names}{more}; "
                       f"{len(mixed['attempts'])} program(s) built to confirm")
+        if reused:
+            print(f"  reused from an earlier run (export s as its manifest recorded it): {'; '.join(reused)}")
         print(f"  load average after {name}: {' '.join(f'{v:.1f}' for v in os.getloadavg())}\n", flush=True)
+
+
+def reusable_artifact(folder: Path, name: str, quantize: str, resolution: int | None, target_db: float | None):
+    """The program an earlier run left in ``folder`` for this model, size and scheme (mixed precision
+    with ``target_db`` when that is given, none otherwise), seed 0, intact (sha256); else None."""
+    from edgeml.errors import EdgeMLError
+    from edgeml.export import Artifact, artifact_name
+    from edgeml.manifest import read_manifest, sha256_file
+    from edgeml.models import get_model_config
+
+    default = get_model_config(name).resolution
+    path = folder / artifact_name(name, "pte", quantize, resolution or default, default)
+    if not path.is_file():
+        return None
+    try:
+        m = read_manifest(path)
+    except EdgeMLError:
+        return None
+    mixed = m.quantization.get("mixed_precision")
+    same = (m.model_name == name and m.model.get("weights") == {"source": "random-init", "seed": 0}
+            and m.quantization.get("scheme") == quantize
+            and (mixed["target_db"] == target_db if mixed else target_db is None and not m.quantization.get("fp32_layers"))
+            and m.artifact.get("sha256") == sha256_file(path))
+    return Artifact(path, m, m.artifact.get("export_seconds", float("nan"))) if same else None
 
 
 if __name__ == "__main__":

@@ -386,6 +386,7 @@ def export(
         cases = [torch.cat([load_inputs([verify_paths[(i * batch + j) % len(verify_paths)]], pre)[0]
                             for j in range(batch)]) for i in range(bundle)]
         manifest.artifact["bundle"] = write_bundle(bundle_path(target), data, reference, cases, quantize)
+    manifest.artifact["export_seconds"] = round(time.perf_counter() - t0, 1)
     _write_atomically(target, data, manifest)
     return Artifact(target, manifest, time.perf_counter() - t0)
 
