@@ -5,7 +5,7 @@ It is the contract between the compiler and whatever runs the artifact (``edgeml
 Schema version 1 (see README "Manifest"):
 
     format_version  int
-    artifact        {file, format: pte|onnx, backend, sha256, size_bytes}
+    artifact        {file, format: pte|onnx, backend, sha256, size_bytes, export_seconds}
     model           {name, config: ModelConfig.to_dict()}
     inputs          [{name, shape, dtype, layout, dynamic: {axis: [min, max]}}]
     preprocessing   Preprocessing.to_dict() (+ "tiling" for tile encoders), or null
