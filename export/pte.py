@@ -63,7 +63,7 @@ def lower_to_pte(exported: torch.export.ExportedProgram) -> tuple[bytes, Delegat
 
     for node in exported.graph.nodes:
         node.meta.pop("from_node", None)
-    with warnings.catch_warnings(), shared_provenance():
+    with warnings.catch_warnings(), shared_provenance(), skip_unchanged_retraces():
         warnings.simplefilter("ignore")
         edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
         info = get_delegation_info(edge.exported_program().graph_module)
@@ -110,6 +110,79 @@ def shared_provenance() -> Iterator[None]:
         yield
     finally:
         source.__init__ = init
+
+
+# The hooks through which ExportPass's retrace calls back into a pass; a pass that overrides none of
+# them gets nothing from the retrace but fresh metadata for the nodes it changed.
+_RETRACE_HOOKS = ("call_operator", "call_sym", "call_cond", "call_map", "call_getitem", "call_submodule",
+                  "call_delegate", "placeholder", "output", "call_scan", "call_while")
+
+
+@contextmanager
+def skip_unchanged_retraces() -> Iterator[None]:
+    """While active, an XNNPACK pass that changed nothing skips the full retrace it ends with.
+
+    ``XnnpackBackend.preprocess`` runs 17 passes on every partition, and each ends with
+    ``super().call(graph_module)``: ExportPass re-runs every node under fake tensors to refresh
+    the metadata of what the pass rewrote. Most passes find nothing to rewrite in a given model (no
+    batch norm, prelu, upsample, conv1d or SDPA pattern), so most of those retraces copy the graph
+    unchanged; they were most of preprocess's time (MobileMamba T2 int8: 24 CPU s for 11 partitions
+    x 17 passes). Here the retrace is skipped when the graph is, node for node, what the pass
+    started with (same names, ops, targets and arguments) and the pass overrides none of
+    ExportPass's retrace hooks (a pass that rewrites through ``call_operator`` does its work in the
+    retrace and always gets it). The program is byte-identical (``tests/export/test_pte_provenance.py``
+    pins the bytes). Patched for the duration only; if this ExecuTorch's pass manager or
+    ExportPass is not the one this was written against, nothing is patched."""
+    try:
+        import executorch.backends.xnnpack._passes as xnnpack_passes
+        from executorch.exir.pass_base import ExportPass, _ExportPassBase
+        from torch.fx.passes.infra.pass_base import PassResult
+    except ImportError:
+        yield
+        return
+    transform = getattr(xnnpack_passes, "_transform", None)
+    base_call = _ExportPassBase.__dict__.get("call")
+    if transform is None or base_call is None or list(inspect.signature(base_call).parameters) != ["self", "graph_module"]:
+        yield
+        return
+    started: dict[int, tuple[object, tuple]] = {}
+
+    def eligible(p: object) -> bool:
+        return all(getattr(type(p), h, None) is getattr(ExportPass, h, None) for h in _RETRACE_HOOKS)
+
+    def transform_noting_start(ep, *passes, **kwargs):
+        noted = [p for p in passes if eligible(p)]
+        if noted:
+            shape = _graph_key(ep.graph_module)
+            for p in noted:
+                started[id(p)] = (ep.graph_module, shape)
+        try:
+            return transform(ep, *passes, **kwargs)
+        finally:
+            for p in noted:
+                started.pop(id(p), None)
+
+    def call_unless_unchanged(self, graph_module):
+        start = started.get(id(self))
+        if start is not None and start[0] is graph_module and _graph_key(graph_module) == start[1]:
+            return PassResult(graph_module, False)
+        return base_call(self, graph_module)
+
+    xnnpack_passes._transform = transform_noting_start
+    _ExportPassBase.call = call_unless_unchanged
+    try:
+        yield
+    finally:
+        _ExportPassBase.call = base_call
+        xnnpack_passes._transform = transform
+
+
+def _graph_key(graph_module: torch.fx.GraphModule) -> tuple:
+    """The graph node for node: name, op, target and arguments (other nodes by name)."""
+    def arg(a):
+        return torch.fx.node.map_arg(a, lambda n: n.name)
+
+    return tuple((n.name, n.op, repr(n.target), repr(arg(n.args)), repr(arg(n.kwargs))) for n in graph_module.graph.nodes)
 
 
 def _summarize(info) -> DelegationSummary:
