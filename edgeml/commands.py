@@ -40,8 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "fails, says why and writes nothing")
     p.add_argument("--max-fp32-layers", type=int, metavar="N",
                    help="with --min-sqnr: keep at most N layers in fp32 (0: plain int8, only verify)")
-    p.add_argument("--keep-fp32", type=_names, metavar="LAYER[,LAYER]",
-                   help="leave these quantized layers in fp32 (names as `edgeml quantize-report` prints them)")
+    p.add_argument("--keep-fp32", type=_layer_names, metavar="LAYER[,LAYER]",
+                   help="leave these quantized layers in fp32 (names as `edgeml quantize-report` prints them); "
+                   "@FILE reads them from a file, or from an earlier export's manifest (.json): the layers it "
+                   "kept in fp32")
     p.add_argument("--images", type=Path, help="images for the parity check (default: samples)")
     p.add_argument("--profile", action="store_true", help="profile the artifact on this machine after export")
     p.add_argument("--tiles-per-batch", type=int, default=1, metavar="N",
@@ -202,6 +204,32 @@ def layer_progress(description: str) -> Callable[[int, int], None]:
 
 def _names(text: str) -> list[str]:
     return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _layer_names(text: str) -> list[str]:
+    """``--keep-fp32``: names, comma-separated; an item ``@FILE`` reads names from FILE (comma- or
+    line-separated), or takes the fp32 layers an earlier export's manifest (``.json``) recorded:
+    search once at a low resolution, reuse the list at a high one."""
+    names: list[str] = []
+    for item in _names(text):
+        if not item.startswith("@"):
+            names.append(item)
+            continue
+        path = Path(item[1:])
+        try:
+            content = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise argparse.ArgumentTypeError(f"cannot read layer names from {path}: {e}") from None
+        if path.suffix.lower() == ".json":
+            try:
+                listed = json.loads(content)["quantization"]["fp32_layers"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise argparse.ArgumentTypeError(f"{path} is not an edgeml manifest with quantization.fp32_layers"
+                                                 ) from None
+            names.extend(str(n) for n in listed)
+        else:
+            names.extend(n for line in content.splitlines() for n in _names(line))
+    return list(dict.fromkeys(names))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

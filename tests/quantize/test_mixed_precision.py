@@ -65,6 +65,23 @@ def test_keep_fp32_by_name(tmp_path):
     assert q["layers"]["quantized"] == q["layers"]["total"] - 2
 
 
+def test_keep_fp32_from_a_file_or_an_earlier_manifest(tmp_path, capsys):
+    names = tmp_path / "layers.txt"
+    names.write_text("features.0.0\nclassifier.1,features.0.0\n")
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main([*ONNX, "--keep-fp32", f"@{names}", "--output-dir", str(first)]) == 0
+    manifest = first / "mobilenetv2_r64_ort_int8.json"
+    assert json.loads(manifest.read_text())["quantization"]["fp32_layers"] == ["features.0.0", "classifier.1"]
+    # The list an earlier export recorded (e.g. searched at a low resolution), plus one more layer.
+    assert main([*ONNX, "--keep-fp32", f"@{manifest},features.1.conv.0.0", "--output-dir", str(second)]) == 0
+    q = json.loads((second / "mobilenetv2_r64_ort_int8.json").read_text())["quantization"]
+    assert q["fp32_layers"] == ["features.0.0", "classifier.1", "features.1.conv.0.0"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([*ONNX, "--keep-fp32", f"@{tmp_path / 'missing.txt'}", "--output-dir", str(second)])
+    assert e.value.code == 2 and "cannot read layer names from" in capsys.readouterr().err
+
+
 def test_unreachable_targets_say_why_and_write_nothing(tmp_path, capsys):
     line = _one_line_error(capsys, main([*ONNX, "--min-sqnr", "90", "--output-dir", str(tmp_path)]), 3)
     assert "90 dB cannot be reached by keeping layers in fp32" in line and "export without --quantize" in line
