@@ -208,7 +208,7 @@ def _names(text: str) -> list[str]:
 
 def _layer_names(text: str) -> list[str]:
     """``--keep-fp32``: names, comma-separated; an item ``@FILE`` reads names from FILE (comma- or
-    line-separated), or takes the fp32 layers an earlier export's manifest (``.json``) recorded:
+    line-separated, ``#`` comment lines), or takes the fp32 layers an earlier export's manifest (``.json``) recorded:
     search once at a low resolution, reuse the list at a high one."""
     names: list[str] = []
     for item in _names(text):
@@ -228,7 +228,8 @@ def _layer_names(text: str) -> list[str]:
                                                  ) from None
             names.extend(str(n) for n in listed)
         else:
-            names.extend(n for line in content.splitlines() for n in _names(line))
+            names.extend(n for line in content.splitlines() if not line.lstrip().startswith("#")
+                         for n in _names(line))
     return list(dict.fromkeys(names))
 
 

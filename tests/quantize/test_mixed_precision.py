@@ -67,7 +67,7 @@ def test_keep_fp32_by_name(tmp_path):
 
 def test_keep_fp32_from_a_file_or_an_earlier_manifest(tmp_path, capsys):
     names = tmp_path / "layers.txt"
-    names.write_text("features.0.0\nclassifier.1,features.0.0\n")
+    names.write_text("# kept in fp32\nfeatures.0.0\nclassifier.1,features.0.0\n")
     first, second = tmp_path / "a", tmp_path / "b"
     assert main([*ONNX, "--keep-fp32", f"@{names}", "--output-dir", str(first)]) == 0
     manifest = first / "mobilenetv2_r64_ort_int8.json"
