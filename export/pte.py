@@ -142,7 +142,8 @@ def skip_unchanged_retraces() -> Iterator[None]:
         return
     transform = getattr(xnnpack_passes, "_transform", None)
     base_call = _ExportPassBase.__dict__.get("call")
-    if transform is None or base_call is None or list(inspect.signature(base_call).parameters) != ["self", "graph_module"]:
+    params = list(inspect.signature(base_call).parameters) if base_call is not None else []
+    if transform is None or params != ["self", "graph_module"]:
         yield
         return
     started: dict[int, tuple[object, tuple]] = {}
@@ -182,7 +183,8 @@ def _graph_key(graph_module: torch.fx.GraphModule) -> tuple:
     def arg(a):
         return torch.fx.node.map_arg(a, lambda n: n.name)
 
-    return tuple((n.name, n.op, repr(n.target), repr(arg(n.args)), repr(arg(n.kwargs))) for n in graph_module.graph.nodes)
+    return tuple((n.name, n.op, repr(n.target), repr(arg(n.args)), repr(arg(n.kwargs)))
+                  for n in graph_module.graph.nodes)
 
 
 def _summarize(info) -> DelegationSummary:
