@@ -28,7 +28,7 @@ def test_artifact_and_manifest(artifacts, case):
     m = read_manifest(art.path)
     assert m.artifact["sha256"] == sha256_file(art.path)
     assert m.artifact["size_bytes"] == art.path.stat().st_size
-    assert 0 < m.artifact["export_seconds"] <= art.export_seconds
+    assert 0 < m.artifact["export_seconds"] <= art.export_seconds + 0.05  # recorded to 0.1 s, before the write
     assert m.inputs[0].shape == [1, 3, 224, 224] and m.outputs[0].shape == [1, 1000]
     assert m.preprocessing["crop"] == 224 and m.model["weights"] == {"source": "random-init", "seed": 0}
     assert m.quantization["scheme"] == quant
