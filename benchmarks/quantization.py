@@ -20,6 +20,7 @@ table then prints the export time the artifact's manifest recorded, and says whi
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -107,7 +108,7 @@ def main() -> None:
             rows.append([variant if variant != "mixed" else label, art.path.name,
                          f"{art.size_bytes / 1e6:.2f}", f"{logits['sqnr_db']:.1f} ({m.parity['worst_sqnr_db']:.1f})",
                          top1, f"{medians[variant]:.2f}", ratio, kept,
-                         f"{art.export_seconds:.0f}" if art.export_seconds == art.export_seconds else "-"])
+                         "-" if math.isnan(art.export_seconds) else f"{art.export_seconds:.0f}"])
         res = next(iter(arts.values())).manifest.preprocessing["crop"] if arts else "-"
         print(f"{name} at {res} px")
         print_table(["variant", "artifact", "MB", "SQNR dB (worst img)", "top-1 vs fp32", "pte ms", "vs fp32",
@@ -132,24 +133,21 @@ def reusable_artifact(folder: Path, name: str, quantize: str, resolution: int | 
     with ``target_db`` when that is given, none otherwise), seed 0, intact (sha256); else None."""
     from edgeml.errors import EdgeMLError
     from edgeml.export import Artifact, artifact_name
-    from edgeml.manifest import read_manifest, sha256_file
     from edgeml.models import get_model_config
+    from edgeml.runtime.runners import open_artifact
 
     default = get_model_config(name).resolution
-    path = folder / artifact_name(name, "pte", quantize, resolution or default, default)
-    if not path.is_file():
-        return None
-    try:
-        m = read_manifest(path)
+    try:  # missing, no manifest, or bytes that do not match it
+        m = open_artifact(folder / artifact_name(name, "pte", quantize, resolution or default, default)).manifest
     except EdgeMLError:
         return None
     mixed = m.quantization.get("mixed_precision")
     same = (m.model_name == name and m.model.get("weights") == {"source": "random-init", "seed": 0}
             and m.quantization.get("scheme") == quantize
             and (mixed["target_db"] == target_db if mixed
-                 else target_db is None and not m.quantization.get("fp32_layers"))
-            and m.artifact.get("sha256") == sha256_file(path))
-    return Artifact(path, m, m.artifact.get("export_seconds", float("nan"))) if same else None
+                 else target_db is None and not m.quantization.get("fp32_layers")))
+    path = folder / m.artifact["file"]
+    return Artifact(path, m, m.artifact.get("export_seconds", math.nan)) if same else None
 
 
 if __name__ == "__main__":
