@@ -146,8 +146,18 @@ def reusable_artifact(folder: Path, name: str, quantize: str, resolution: int | 
             and m.quantization.get("scheme") == quantize
             and (mixed["target_db"] == target_db if mixed
                  else target_db is None and not m.quantization.get("fp32_layers")))
+    if same and quantize != "none" and "norm_statistics" not in m.quantization and _has_layernorms(name):
+        same = False  # quantized before LayerNorm statistics stayed fp32 (session 7): not the same program
     path = folder / m.artifact["file"]
     return Artifact(path, m, m.artifact.get("export_seconds", math.nan)) if same else None
+
+
+def _has_layernorms(name: str) -> bool:
+    """Whether edgeml's LayerNorm pass rewrites any norm of ``name`` (random init, no export)."""
+    from edgeml.export.passes.layernorm import count_lowerable_layernorms
+    from edgeml.models import create_model
+
+    return count_lowerable_layernorms(create_model(name)) > 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ Schema version 1 (see README "Manifest"):
     inputs          [{name, shape, dtype, layout, dynamic: {axis: [min, max]}}]
     preprocessing   Preprocessing.to_dict() (+ "tiling" for tile encoders), or null
     outputs         [{name, shape, dtype, kind}]
-    quantization    {scheme, calibration: {images, source}, fp32_layers: [...]}
+    quantization    {scheme, calibration: {images, source}, fp32_layers: [...], layers: {quantized, total},
+                    norm_statistics: {precision, layers} (.pte int8 with LayerNorms), mixed_precision}
     delegation      {backend, delegated_nodes, total_nodes, share, portable_ops: {op: count}}
     parity          {reference, runtime, images, threshold_db, outputs: {name: metrics}}
     tools           {edgeml, torch, executorch, onnx, onnxruntime, python}

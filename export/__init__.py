@@ -471,6 +471,9 @@ def _quantization_record(scheme, observer, calib_paths, calibration, session, fp
     record["fp32_layers"] = list(fp32_layers)
     if session is not None:
         record["layers"] = {"quantized": len(session.groups) - len(fp32_layers), "total": len(session.groups)}
+        if session.pinned_fp32:
+            # Not counted in "total": the scheme never quantizes them (``Pt2eSession``'s docstring).
+            record["norm_statistics"] = {"precision": "fp32", "layers": len(session.pinned_fp32)}
     if mixed is not None:
         record["mixed_precision"] = mixed.to_dict()
     return record

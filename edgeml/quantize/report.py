@@ -151,7 +151,8 @@ def quantize_report(
                      else "none: activations are quantized at run time"},
         images=[p.name for p in paths], layers=ranking, simulated=simulated, parity=parity,
         runtime=_runtime_name(runner), plan=plan,
-        extra={"group_size": group_size} if info.name == "8da4w" else {},
+        extra={**({"group_size": group_size} if info.name == "8da4w" else {}),
+               **({"norm_statistics_fp32": len(session.pinned_fp32)} if session.pinned_fp32 else {})},
     )
 
 
@@ -222,6 +223,9 @@ def format_report(report: QuantReport, top: int | None = None) -> str:
                  f"{report.parity['worst_sqnr_db']:.1f})" + (f", top-1 agreement {top1 * 100:.0f}%" if top1 is not None
                                                              else ""))
     lines.append(f"end to end, simulated: SQNR {report.simulated.sqnr_db:.1f} dB")
+    if report.extra.get("norm_statistics_fp32"):
+        lines.append(f"{report.extra['norm_statistics_fp32']} LayerNorm means (the pass's averaging linears / 1x1 "
+                     "convs) stay fp32 under this scheme and are not listed")
     shown = report.layers if top is None else report.layers[:top]
     lines.append(f"{len(report.layers)} quantized layers; output SQNR with only that layer quantized (simulated), "
                  "most damaging first:")

@@ -62,14 +62,20 @@ class QuantSession:
     scheme: Scheme
     observer: str | None
     groups: list[LayerGroup]
+    # Layers the scheme leaves in fp32 whatever the caller asks (not in ``groups``): see
+    # ``Pt2eSession``'s LayerNorm statistics.
+    pinned_fp32: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
         return [g.name for g in self.groups]
 
     def check_names(self, names: Iterable[str]) -> list[str]:
+        """``names`` in order, without repeats and without the pinned fp32 layers (fp32 already: a list
+        written before they were pinned still applies); a UsageError for a name that is no layer."""
         known = set(self.names)
-        names = list(dict.fromkeys(names))
+        pinned = set(self.pinned_fp32)
+        names = [n for n in dict.fromkeys(names) if n not in pinned]
         unknown = [n for n in names if n not in known]
         if unknown:
             shown = ", ".join(self.names[:6]) + (" ..." if len(self.names) > 6 else "")
@@ -154,6 +160,20 @@ def _weight_module(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | None:
     return None
 
 
+# The constant (1, C) weights edgeml's LayerNorm pass averages with (``export/passes/layernorm.py``).
+_NORM_STATISTIC_BUFFERS = ("averaging_mean", "averaging_var")
+
+
+def _is_norm_statistic(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
+    """A conv / linear whose weight is one of the LayerNorm pass's averaging constants."""
+    if len(node.args) < 2 or not isinstance(node.args[1], torch.fx.Node):
+        return False
+    w = node.args[1]
+    if _is_observer(gm, w):
+        w = w.args[0]
+    return w.op == "get_attr" and str(w.target).rsplit(".", 1)[-1] in _NORM_STATISTIC_BUFFERS
+
+
 def _to_batch(x: torch.Tensor, example: torch.Tensor) -> torch.Tensor:
     """One image as the program's batch (a fixed-batch graph takes only that); outputs keep row 0."""
     if x.shape[0] == example.shape[0]:
@@ -216,15 +236,27 @@ def _one_dequantize_per_user(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 
 class Pt2eSession(QuantSession):
-    """XNNPACKQuantizer prepare + calibration, once; simulation and conversion for any fp32 set."""
+    """XNNPACKQuantizer prepare + calibration, once; simulation and conversion for any fp32 set.
+
+    LayerNorm statistics stay fp32 (``norm_statistics="fp32"``, the default). edgeml's LayerNorm
+    pass writes a LayerNorm's two means as a linear / 1x1 conv with a constant ``1/C`` weight so
+    that XNNPACK runs them; XNNPACKQuantizer would then quantize them like any linear, which it
+    never does to a LayerNorm (it does not annotate ``layer_norm``). The second of them is the
+    variance, the dynamic range int8 handles worst: quantizing the two cost SigLIP-B/16 int8-dynamic
+    25.5 -> 32.1 dB and so400m 21.2 -> 30.0 dB (benchmarks/RESULTS.md, session 6), for nothing in
+    size (C weights each). These groups are ``pinned_fp32``: not in ``groups``, never quantized,
+    accepted (and dropped) by ``check_names``. ``norm_statistics="int8"`` quantizes them as before.
+    """
 
     format = "pte"
 
     def __init__(self, model: nn.Module, example_inputs: tuple, scheme: Scheme, observer: str | None,
                  calibration: Sequence[torch.Tensor], *, dynamic_shapes: object | None = None,
-                 on_batch: Callable[[], None] | None = None) -> None:
+                 on_batch: Callable[[], None] | None = None, norm_statistics: str = "fp32") -> None:
         from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
+        if norm_statistics not in ("fp32", "int8"):
+            raise ValueError(f"norm_statistics must be 'fp32' or 'int8', not {norm_statistics!r}")
         self.scheme, self.observer = scheme, observer
         self.example_inputs = example_inputs
         # The same dynamic shapes as the final capture: a graph prepared static and exported
@@ -239,7 +271,12 @@ class Pt2eSession(QuantSession):
                     self.prepared(x)
                     if on_batch:
                         on_batch()
-        self.groups, self._points = self._find_layers(self.prepared)
+        self._all_groups, self._points = self._find_layers(self.prepared)
+        by_name = {n.name: n for n in self.prepared.graph.nodes}
+        pinned = [g.name for g in self._all_groups
+                  if norm_statistics == "fp32" and any(_is_norm_statistic(self.prepared, by_name[n]) for n in g.nodes)]
+        self.pinned_fp32 = tuple(pinned)
+        self.groups = [g for g in self._all_groups if g.name not in set(pinned)]
         self._sim: torch.fx.GraphModule | None = None
 
     @staticmethod
@@ -333,7 +370,7 @@ class Pt2eSession(QuantSession):
 
         gm = copy.deepcopy(self.prepared)
         by_name = {n.name: n for n in gm.graph.nodes}
-        drop = {node for g in self.groups if g.name in set(fp32_layers) for node in g.nodes}
+        drop = {node for g in self._all_groups if g.name in set(fp32_layers) for node in g.nodes}
 
         def remap(spec):
             if isinstance(spec, SharedQuantizationSpec):
@@ -358,7 +395,8 @@ class Pt2eSession(QuantSession):
         """convert_pt2e of the calibrated graph, without the observers only fp32 layers touch."""
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-        keep = self._active_points([g.name for g in self.groups if g.name not in set(fp32_layers)])
+        fp32_layers = {*fp32_layers, *self.pinned_fp32}
+        keep = self._active_points([g.name for g in self.groups if g.name not in fp32_layers])
         gm = self._copy_prepared(fp32_layers)
         for n in list(gm.graph.nodes):
             if n.name in self._points and n.name not in keep:

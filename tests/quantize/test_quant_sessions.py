@@ -13,6 +13,7 @@ from edgeml.quantize import load_inputs
 from edgeml.quantize.report import make_session
 from edgeml.quantize.schemes import SCHEME_INFO
 from edgeml.quantize.sensitivity import layer_sensitivity, score, simulate_with_fp32
+from edgeml.quantize.session import Pt2eSession
 from edgeml.runtime.metrics import sqnr_db
 
 MODEL, RES = "mobilenetv2", 64
@@ -248,3 +249,49 @@ def test_onnx_layers_are_named_by_module_even_where_ort_rewrote_the_node(tmp_pat
                            workdir=tmp_path)
     weighted = {g.name for g in session.groups if g.op in ("Conv", "Gemm", "MatMul")}
     assert weighted == {"stem", "proj", "head"}, [(g.name, g.op, g.nodes) for g in session.groups]
+
+
+class _NormedTokens(nn.Module):
+    """Tokens through a LayerNorm between two linears: after edgeml's LayerNorm pass its two means
+    are linears with constant weights, which the quantizer would take for layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 32, 4, stride=4)
+        self.norm = nn.LayerNorm(32)
+        self.proj = nn.Linear(32, 32)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.stem(x).flatten(2).transpose(1, 2)
+        return self.head(self.proj(self.norm(t)).mean(1))
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int8-dynamic"])
+def test_layernorm_statistics_stay_fp32(scheme):
+    torch.manual_seed(0)
+    calib = [torch.rand(1, 3, 32, 32) for _ in range(2)]
+    prepared = prepare_for_export(_NormedTokens().eval(), (calib[0],), format="pte")
+
+    def quantized_weights(module) -> int:
+        return sum(n.op == "call_function" and "dequantize_per_channel" in str(n.target) and n.args[0].op == "get_attr"
+                   for n in module.graph.nodes)
+
+    session = make_session(prepared, (calib[0],), "pte", SCHEME_INFO[scheme], None if scheme != "int8" else "minmax",
+                           calib, 32, "normed")
+    assert session.pinned_fp32 == ("norm:linear", "norm:linear#2")
+    assert "norm:linear" not in session.names and {"proj", "head"} <= set(session.names)
+    every = session.quantized_module([])
+    assert quantized_weights(every) == 3  # stem, proj, head; not the two means
+    # A list written before the means were pinned (session 6's files name them) still applies.
+    assert session.check_names(["norm:linear#2", "proj"]) == ["proj"]
+    with torch.no_grad():
+        ref = prepared(calib[1])
+        assert sqnr_db(ref, every(calib[1])) > 20
+
+    old = Pt2eSession(prepared, (calib[0],), SCHEME_INFO[scheme], "minmax" if scheme == "int8" else None, calib,
+                      norm_statistics="int8")
+    assert old.pinned_fp32 == () and {"norm:linear", "norm:linear#2"} <= set(old.names)
+    assert quantized_weights(old.quantized_module([])) == 5
+    with pytest.raises(ValueError, match="norm_statistics"):
+        Pt2eSession(prepared, (calib[0],), SCHEME_INFO[scheme], None, calib, norm_statistics="int4")
