@@ -148,16 +148,28 @@ def prepare_for_export(model: nn.Module, example_inputs: tuple, *, format: str |
     return model
 
 
-def decompose_custom_ops(exported: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """Replace edgeml custom ops by their plain-aten chunked forms (no custom kernels on device)."""
+def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str | None = None
+                         ) -> torch.export.ExportedProgram:
+    """Replace edgeml custom ops by their plain-aten chunked forms (no custom kernels on device).
+
+    ``backend="xnnpack"`` also applies, in the same retrace, the decompositions that lowering to
+    XNNPACK would apply (``edgeml.export.pte.xnnpack_decomposition_table``): ``lower_to_pte`` then
+    skips its own three whole-program retraces (``skip_empty_decompositions``)."""
     try:
         from edgeml.kernels import decomposition_table
+        custom = decomposition_table()
     except ImportError:
-        return exported
-    table = decomposition_table()
+        custom = {}
     used = {n.target for n in exported.graph.nodes if n.op == "call_function"}
-    if not used & set(table):
-        return exported
+    table = dict(custom)
+    if backend == "xnnpack":
+        from edgeml.export.pte import xnnpack_decomposition_table
+
+        table = {**xnnpack_decomposition_table(exported), **custom}
+    elif backend is not None:
+        raise ValueError(f"backend must be 'xnnpack' or None, not {backend!r}")
+    if not used & set(custom):
+        return exported.run_decompositions(table) if backend is not None and table else exported
     return fold_constants(exported.run_decompositions(table))
 
 
@@ -297,7 +309,7 @@ def export(
 
         def lower(fp32_layers: Sequence[str]) -> tuple[bytes, dict]:
             module = session.quantized_module(fp32_layers) if session is not None else prepared
-            exported = decompose_custom_ops(_capture(module, example, dynamic_shapes))
+            exported = decompose_custom_ops(_capture(module, example, dynamic_shapes), backend="xnnpack")
             from edgeml.export.pte import lower_to_pte
 
             try:

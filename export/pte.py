@@ -63,7 +63,8 @@ def lower_to_pte(exported: torch.export.ExportedProgram) -> tuple[bytes, Delegat
 
     for node in exported.graph.nodes:
         node.meta.pop("from_node", None)
-    with warnings.catch_warnings(), shared_provenance(), skip_unchanged_retraces():
+    with (warnings.catch_warnings(), shared_provenance(), skip_unchanged_retraces(), skip_empty_decompositions(),
+          skip_repeated_checks()):
         warnings.simplefilter("ignore")
         edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
         info = get_delegation_info(edge.exported_program().graph_module)
@@ -110,6 +111,91 @@ def shared_provenance() -> Iterator[None]:
         yield
     finally:
         source.__init__ = init
+
+
+def xnnpack_decomposition_table(exported: torch.export.ExportedProgram) -> dict:
+    """The decompositions ``to_edge_transform_and_lower`` applies for the XNNPACK partitioner.
+
+    ExecuTorch 1.5 decomposes to core ATen except the ops the partitioner asks to keep (linear,
+    convolution, ... : ``ops_to_not_decompose``); ``edgeml.export.decompose_custom_ops(...,
+    backend="xnnpack")`` applies this table in the same retrace as edgeml's own decompositions,
+    so that lowering (``skip_empty_decompositions``) finds nothing left to decompose. Empty when
+    this ExecuTorch does not have the functions this was written against: lowering then
+    decomposes as usual."""
+    try:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir.program._program import (
+            _can_skip_using_EDGE_DO_NOT_DECOMP,
+            _default_decomposition_table,
+            _remove_invalid_ops_for_not_decompose,
+        )
+    except ImportError:
+        return {}
+    partitioner = XnnpackPartitioner()
+    keep, _ = partitioner.ops_to_not_decompose(exported)
+    if not _can_skip_using_EDGE_DO_NOT_DECOMP(partitioner, exported):
+        keep = _remove_invalid_ops_for_not_decompose(keep)
+    table = dict(_default_decomposition_table())
+    for op in keep:
+        table.pop(op, None)
+    return table
+
+
+def _nothing_to_decompose(exported: torch.export.ExportedProgram, table: dict) -> bool:
+    """Whether ``exported.run_decompositions(table)`` could only retrace the graph as it is: the
+    program is already functional ATen (inference dialect, no mutation anywhere, no nested
+    graphs) and none of its ops is in ``table``."""
+    sig = exported.graph_signature
+    if getattr(exported, "dialect", None) != "ATEN" or sig.buffers_to_mutate or sig.user_inputs_to_mutate:
+        return False
+    if getattr(sig, "parameters_to_mutate", None):
+        return False
+    gm = exported.graph_module
+    if any(isinstance(m, torch.fx.GraphModule) for m in gm.children()):
+        return False
+    for node in gm.graph.nodes:
+        if node.op != "call_function":
+            continue
+        target = node.target
+        if target in table:
+            return False
+        schema = getattr(target, "_schema", None)
+        if schema is not None and schema.is_mutable:
+            return False
+    return True
+
+
+@contextmanager
+def skip_empty_decompositions() -> Iterator[None]:
+    """While active, ``ExportedProgram.run_decompositions`` returns a program that has nothing to
+    decompose as it is, instead of retracing it.
+
+    ``to_edge_transform_and_lower`` calls it three times on the whole program before partitioning
+    (to functionalize, then the first and the second pass of the partitioner's decompositions);
+    each is a full retrace under fake tensors (MobileMamba B1 int8: about 5 CPU s each). A program
+    that ``decompose_custom_ops(..., backend="xnnpack")`` decomposed is already functional and in
+    the table's terms, so each of them would rebuild the same graph. ExecuTorch skips its own
+    second call on the same grounds when ``contains_any_call_fn_target_op`` finds nothing; this
+    applies that test (and checks the functional form) to all of them. The program computes the
+    same outputs; its bytes may differ in the order of constants (the retrace sorts the
+    placeholders that constant folding added). Patched for the duration only."""
+    from torch.export import ExportedProgram
+
+    run = ExportedProgram.__dict__.get("run_decompositions")
+    if run is None:
+        yield
+        return
+
+    def run_unless_empty(self, decomp_table=None, *args, **kwargs):
+        if decomp_table is not None and not args and not kwargs and _nothing_to_decompose(self, decomp_table):
+            return self
+        return run(self, decomp_table, *args, **kwargs)
+
+    ExportedProgram.run_decompositions = run_unless_empty
+    try:
+        yield
+    finally:
+        ExportedProgram.run_decompositions = run
 
 
 # The hooks through which ExportPass's retrace calls back into a pass; a pass that overrides none of
@@ -176,6 +262,49 @@ def skip_unchanged_retraces() -> Iterator[None]:
     finally:
         _ExportPassBase.call = base_call
         xnnpack_passes._transform = transform
+
+
+@contextmanager
+def skip_repeated_checks() -> Iterator[None]:
+    """While active, ExecuTorch's pass manager does not re-check a program it just checked.
+
+    ``ExportedProgramPassManager`` checks the program before and after its passes: it regenerates
+    the graph module's Python code, lints the graph and validates the program. XNNPACK's preprocess
+    runs each of its 17 passes through a manager of its own, on every partition: the check after
+    one pass and the one before the next see the same program, and after a pass that changed
+    nothing (most of them, ``skip_unchanged_retraces``), all three do (MobileMamba B1 int8: 524
+    checks, about 4 CPU s). A check is skipped when the same graph module holds node for node
+    the same graph (``_graph_key``), with the same signature and constants, as at its last
+    passed check. Patched for the duration only."""
+    import weakref
+
+    try:
+        from executorch.exir.pass_manager import ExportedProgramPassManager
+    except ImportError:
+        yield
+        return
+    check = ExportedProgramPassManager.__dict__.get("check")
+    if check is None:
+        yield
+        return
+    passed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def key(ep) -> tuple:
+        return (_graph_key(ep.graph_module), str(ep.graph_signature), tuple(ep.state_dict), tuple(ep.constants))
+
+    def check_unless_checked(self, exported_program) -> None:
+        gm = exported_program.graph_module
+        k = key(exported_program)
+        if passed.get(gm) == k:
+            return
+        check(self, exported_program)
+        passed[gm] = k
+
+    ExportedProgramPassManager.check = check_unless_checked
+    try:
+        yield
+    finally:
+        ExportedProgramPassManager.check = check
 
 
 def _graph_key(graph_module: torch.fx.GraphModule) -> tuple:

@@ -185,7 +185,7 @@ def lower_pte(module: torch.nn.Module, example: tuple) -> bytes:
     from edgeml.export import _capture, decompose_custom_ops
     from edgeml.export.pte import lower_to_pte
 
-    exported = decompose_custom_ops(_capture(module, example))
+    exported = decompose_custom_ops(_capture(module, example), backend="xnnpack")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -150,3 +150,29 @@ def test_the_retrace_patch_is_undone_when_lowering_fails():
         assert _ExportPassBase.call is not call and xnnpack_passes._transform is not transform
         raise RuntimeError("boom")
     assert _ExportPassBase.call is call and xnnpack_passes._transform is transform
+
+
+def test_repeated_checks_are_skipped_with_the_same_program(monkeypatch):
+    from executorch.exir.pass_manager import ExportedProgramPassManager
+
+    real = ExportedProgramPassManager.__dict__["check"]
+
+    def checks(skip: bool) -> tuple[bytes, int]:
+        ran = []
+
+        def counting(self, exported_program):
+            ran.append(1)
+            return real(self, exported_program)
+
+        with monkeypatch.context() as m:
+            m.setattr(ExportedProgramPassManager, "check", counting)
+            if not skip:
+                m.setattr(pte, "skip_repeated_checks", contextlib.nullcontext)
+            data = _lowered(monkeypatch)
+        return data, len(ran)
+
+    skipped, ran_skipping = checks(skip=True)
+    full, ran_full = checks(skip=False)
+    assert skipped == full
+    assert ran_skipping < ran_full // 2
+    assert ExportedProgramPassManager.__dict__["check"] is real
