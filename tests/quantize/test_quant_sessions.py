@@ -289,6 +289,12 @@ def test_layernorm_statistics_stay_fp32(scheme):
         ref = prepared(calib[1])
         assert sqnr_db(ref, every(calib[1])) > 20
 
+    from edgeml.export import _quantization_record
+
+    record = _quantization_record(SCHEME_INFO[scheme], None, [], None, session, ["proj"], None, 32)
+    assert record["norm_statistics"] == {"precision": "fp32", "layers": 2}  # the manifest says so
+    assert record["layers"] == {"quantized": len(session.names) - 1, "total": len(session.names)}
+
     old = Pt2eSession(prepared, (calib[0],), SCHEME_INFO[scheme], "minmax" if scheme == "int8" else None, calib,
                       norm_statistics="int8")
     assert old.pinned_fp32 == () and {"norm:linear", "norm:linear#2"} <= set(old.names)
