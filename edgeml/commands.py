@@ -221,9 +221,14 @@ def _layer_names(text: str) -> list[str]:
         except (OSError, UnicodeDecodeError) as e:
             raise argparse.ArgumentTypeError(f"cannot read layer names from {path}: {e}") from None
         if path.suffix.lower() == ".json":
+            from edgeml.errors import ArtifactError
+            from edgeml.manifest import Manifest
+
             try:
-                listed = json.loads(content)["quantization"]["fp32_layers"]
-            except (json.JSONDecodeError, KeyError, TypeError):
+                listed = Manifest.from_dict(json.loads(content)).quantization["fp32_layers"]
+            except ArtifactError as e:  # a manifest of another format version
+                raise argparse.ArgumentTypeError(f"{path}: {e}") from None
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                 raise argparse.ArgumentTypeError(f"{path} is not an edgeml manifest with quantization.fp32_layers"
                                                  ) from None
             names.extend(str(n) for n in listed)

@@ -80,6 +80,11 @@ def test_keep_fp32_from_a_file_or_an_earlier_manifest(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([*ONNX, "--keep-fp32", f"@{tmp_path / 'missing.txt'}", "--output-dir", str(second)])
     assert e.value.code == 2 and "cannot read layer names from" in capsys.readouterr().err
+    future = tmp_path / "future.json"
+    future.write_text(json.dumps({**json.loads(manifest.read_text()), "format_version": 99}))
+    with pytest.raises(SystemExit) as e:
+        main([*ONNX, "--keep-fp32", f"@{future}", "--output-dir", str(second)])
+    assert e.value.code == 2 and "format_version 99 is not supported" in capsys.readouterr().err
 
 
 def test_unreachable_targets_say_why_and_write_nothing(tmp_path, capsys):
