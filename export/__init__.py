@@ -310,13 +310,12 @@ def export(
         def lower(fp32_layers: Sequence[str]) -> tuple[bytes, dict]:
             module = session.quantized_module(fp32_layers) if session is not None else prepared
             exported = decompose_custom_ops(_capture(module, example, dynamic_shapes), backend="xnnpack")
-            from edgeml.export.pte import lower_to_pte
+            from edgeml.export.pte import lower_to_pte, lowering_failure
 
             try:
                 data, delegation = lower_to_pte(exported)
             except Exception as e:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise LoweringError(f"lowering to ExecuTorch failed: {first}") from e
+                raise LoweringError(lowering_failure(e)) from e
             return data, delegation.to_dict()
 
         say("lower")

@@ -72,6 +72,18 @@ def lower_to_pte(exported: torch.export.ExportedProgram) -> tuple[bytes, Delegat
     return program.buffer, _summarize(info)
 
 
+def lowering_failure(e: BaseException) -> str:
+    """The one-line reason a lowering failed, with what to do where edgeml knows it."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "Missing out variants" in first and "quantized_decomposed" in first:
+        # Quantize / dequantize ops that no XNNPACK partition took are left for ExecuTorch's
+        # portable kernels, which have none for them (efficientmod_xxs with int8-dynamic: the
+        # dynamic quantization of four conv inputs stays outside the partitions).
+        first += ("; XNNPACK did not take every quantized op of this model and ExecuTorch has no portable "
+                  "kernel for the rest: use --quantize int8 (static), or keep those layers in fp32")
+    return f"lowering to ExecuTorch failed: {first}"
+
+
 @contextmanager
 def shared_provenance() -> Iterator[None]:
     """While active, a node's provenance record shares its parent's history instead of copying it.

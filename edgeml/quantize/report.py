@@ -120,7 +120,7 @@ def quantize_report(
     example = (inputs[0],)
     with torch.no_grad():
         refs = [[t.float() for t in _as_list(reference(x))] for x in inputs]
-    prepared = prepare_for_export(reference, example)
+    prepared = prepare_for_export(reference, example, format=format)
     calib_inputs = load_inputs(calib_paths, pre)
 
     with contextlib.ExitStack() as stack:
@@ -183,7 +183,7 @@ def make_session(prepared: torch.nn.Module, example: tuple, format: str, scheme,
 def lower_pte(module: torch.nn.Module, example: tuple) -> bytes:
     """Capture, decompose and lower to XNNPACK exactly as export does; the program bytes."""
     from edgeml.export import _capture, decompose_custom_ops
-    from edgeml.export.pte import lower_to_pte
+    from edgeml.export.pte import lower_to_pte, lowering_failure
 
     exported = decompose_custom_ops(_capture(module, example), backend="xnnpack")
     try:
@@ -191,8 +191,7 @@ def lower_pte(module: torch.nn.Module, example: tuple) -> bytes:
             warnings.simplefilter("ignore")
             data, _ = lower_to_pte(exported)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise LoweringError(f"lowering to ExecuTorch failed: {first}") from e
+        raise LoweringError(lowering_failure(e)) from e
     return data
 
 

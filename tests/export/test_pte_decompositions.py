@@ -94,3 +94,12 @@ def test_the_patch_is_undone_when_lowering_fails():
         assert ExportedProgram.__dict__["run_decompositions"] is not real
         raise RuntimeError("boom")
     assert ExportedProgram.__dict__["run_decompositions"] is real
+
+
+def test_a_lowering_failure_says_what_to_do_when_quantized_ops_are_left_without_kernels():
+    e = RuntimeError("Missing out variants: {'quantized_decomposed::choose_qparams'}\nmore")
+    assert pte.lowering_failure(e) == (
+        "lowering to ExecuTorch failed: Missing out variants: {'quantized_decomposed::choose_qparams'}; XNNPACK did "
+        "not take every quantized op of this model and ExecuTorch has no portable kernel for the rest: use --quantize "
+        "int8 (static), or keep those layers in fp32")
+    assert pte.lowering_failure(ValueError()) == "lowering to ExecuTorch failed: ValueError"

@@ -48,3 +48,13 @@ def test_report_onnx_int8_cli(tmp_path, capsys):
     rows = [line.split() for line in text.splitlines() if line.startswith("  ") and line.split()[0].isdigit()]
     assert [r[1] for r in rows] == [r["name"] for r in layers[:5]]
     assert f"{len(layers) - 5} more" in text and f"keep {k} layer(s) in fp32" in text
+
+
+def test_report_pte_measures_the_graph_export_lowers():
+    # The .pte report quantizes what `edgeml export` lowers: LayerNorms as averaging convs, whose
+    # statistics stay fp32 (46 groups in efficientmod_xxs) and are not ranked as layers.
+    report = quantize_report("efficientmod_xxs", format="pte", scheme="int8", resolution=64, observer="minmax",
+                             calibration_images=1)
+    assert report.extra["norm_statistics_fp32"] == 46
+    assert not [r.name for r in report.layers if ".norm:" in r.name and r.op in ("conv2d", "linear")]
+    assert "46 LayerNorm means" in format_report(report, top=3)
