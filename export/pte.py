@@ -85,6 +85,18 @@ def lowering_failure(e: BaseException) -> str:
 
 
 @contextmanager
+def _replaced(owner: object, name: str, value: object) -> Iterator[None]:
+    """``owner.name`` is ``value`` for the duration (a class's or a module's own attribute); the
+    original is put back however the block ends. How every speed-up below patches a library."""
+    original = vars(owner)[name]
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+@contextmanager
 def shared_provenance() -> Iterator[None]:
     """While active, a node's provenance record shares its parent's history instead of copying it.
 
@@ -118,11 +130,8 @@ def shared_provenance() -> Iterator[None]:
             node.meta["from_node"] = history
         self.from_node = list(history)
 
-    source.__init__ = init_sharing_history
-    try:
+    with _replaced(source, "__init__", init_sharing_history):
         yield
-    finally:
-        source.__init__ = init
 
 
 def xnnpack_decomposition_table(exported: torch.export.ExportedProgram) -> dict:
@@ -203,11 +212,8 @@ def skip_empty_decompositions() -> Iterator[None]:
             return self
         return run(self, decomp_table, *args, **kwargs)
 
-    ExportedProgram.run_decompositions = run_unless_empty
-    try:
+    with _replaced(ExportedProgram, "run_decompositions", run_unless_empty):
         yield
-    finally:
-        ExportedProgram.run_decompositions = run
 
 
 # The hooks through which ExportPass's retrace calls back into a pass; a pass that overrides none of
@@ -267,13 +273,9 @@ def skip_unchanged_retraces() -> Iterator[None]:
             return PassResult(graph_module, False)
         return base_call(self, graph_module)
 
-    xnnpack_passes._transform = transform_noting_start
-    _ExportPassBase.call = call_unless_unchanged
-    try:
+    with _replaced(xnnpack_passes, "_transform", transform_noting_start), \
+            _replaced(_ExportPassBase, "call", call_unless_unchanged):
         yield
-    finally:
-        _ExportPassBase.call = base_call
-        xnnpack_passes._transform = transform
 
 
 @contextmanager
@@ -312,11 +314,8 @@ def skip_repeated_checks() -> Iterator[None]:
         check(self, exported_program)
         passed[gm] = k
 
-    ExportedProgramPassManager.check = check_unless_checked
-    try:
+    with _replaced(ExportedProgramPassManager, "check", check_unless_checked):
         yield
-    finally:
-        ExportedProgramPassManager.check = check
 
 
 def _graph_key(graph_module: torch.fx.GraphModule) -> tuple:
