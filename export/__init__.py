@@ -155,21 +155,21 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str
     ``backend="xnnpack"`` also applies, in the same retrace, the decompositions that lowering to
     XNNPACK would apply (``edgeml.export.pte.xnnpack_decomposition_table``): ``lower_to_pte`` then
     skips its own three whole-program retraces (``skip_empty_decompositions``)."""
+    if backend not in (None, "xnnpack"):
+        raise ValueError(f"backend must be 'xnnpack' or None, not {backend!r}")
     try:
         from edgeml.kernels import decomposition_table
         custom = decomposition_table()
     except ImportError:
         custom = {}
-    used = {n.target for n in exported.graph.nodes if n.op == "call_function"}
-    table = dict(custom)
+    table = custom
     if backend == "xnnpack":
         from edgeml.export.pte import xnnpack_decomposition_table
 
         table = {**xnnpack_decomposition_table(exported), **custom}
-    elif backend is not None:
-        raise ValueError(f"backend must be 'xnnpack' or None, not {backend!r}")
-    if not used & set(custom):
-        return exported.run_decompositions(table) if backend is not None and table else exported
+    if not {n.target for n in exported.graph.nodes if n.op == "call_function"} & set(custom):
+        # No custom op: nothing to fold; the backend's decompositions still run here, in one retrace.
+        return exported.run_decompositions(table) if backend == "xnnpack" and table else exported
     return fold_constants(exported.run_decompositions(table))
 
 

@@ -148,16 +148,23 @@ def _module_path(node: torch.fx.Node) -> str:
     return path.replace("L['self'].", "").replace("L__self___", "")
 
 
-def _weight_module(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | None:
-    """'features.3.conv.1.0' for a conv/linear whose weight is the parameter 'features.3.conv.1.0.weight'."""
+def _weight_target(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | None:
+    """The attribute a conv / linear reads its weight from (through its observer), e.g.
+    'features.3.conv.1.0.weight'; None for an op without one."""
     if len(node.args) < 2 or not isinstance(node.args[1], torch.fx.Node):
         return None
     w = node.args[1]
     if _is_observer(gm, w):
         w = w.args[0]
-    if w.op == "get_attr" and str(w.target).endswith("weight"):
-        return str(w.target).rsplit(".", 1)[0] if "." in str(w.target) else str(w.target)
-    return None
+    return str(w.target) if w.op == "get_attr" else None
+
+
+def _weight_module(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | None:
+    """'features.3.conv.1.0' for a conv/linear whose weight is the parameter 'features.3.conv.1.0.weight'."""
+    target = _weight_target(gm, node)
+    if target is None or not target.endswith("weight"):
+        return None
+    return target.rsplit(".", 1)[0] if "." in target else target
 
 
 # The constant (1, C) weights edgeml's LayerNorm pass averages with (``export/passes/layernorm.py``).
@@ -166,12 +173,8 @@ _NORM_STATISTIC_BUFFERS = ("averaging_mean", "averaging_var")
 
 def _is_norm_statistic(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
     """A conv / linear whose weight is one of the LayerNorm pass's averaging constants."""
-    if len(node.args) < 2 or not isinstance(node.args[1], torch.fx.Node):
-        return False
-    w = node.args[1]
-    if _is_observer(gm, w):
-        w = w.args[0]
-    return w.op == "get_attr" and str(w.target).rsplit(".", 1)[-1] in _NORM_STATISTIC_BUFFERS
+    target = _weight_target(gm, node)
+    return target is not None and target.rsplit(".", 1)[-1] in _NORM_STATISTIC_BUFFERS
 
 
 def _to_batch(x: torch.Tensor, example: torch.Tensor) -> torch.Tensor:
@@ -273,10 +276,10 @@ class Pt2eSession(QuantSession):
                         on_batch()
         self._all_groups, self._points = self._find_layers(self.prepared)
         by_name = {n.name: n for n in self.prepared.graph.nodes}
-        pinned = [g.name for g in self._all_groups
-                  if norm_statistics == "fp32" and any(_is_norm_statistic(self.prepared, by_name[n]) for n in g.nodes)]
-        self.pinned_fp32 = tuple(pinned)
-        self.groups = [g for g in self._all_groups if g.name not in set(pinned)]
+        pinned = set() if norm_statistics == "int8" else {
+            g.name for g in self._all_groups if any(_is_norm_statistic(self.prepared, by_name[n]) for n in g.nodes)}
+        self.pinned_fp32 = tuple(g.name for g in self._all_groups if g.name in pinned)
+        self.groups = [g for g in self._all_groups if g.name not in pinned]
         self._sim: torch.fx.GraphModule | None = None
 
     @staticmethod
