@@ -157,6 +157,8 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str
     skips its own three whole-program retraces (``skip_empty_decompositions``)."""
     if backend not in (None, "xnnpack"):
         raise ValueError(f"backend must be 'xnnpack' or None, not {backend!r}")
+    from edgeml.export.passes.reshapes import simplify_reshapes
+
     try:
         from edgeml.kernels import decomposition_table
         custom = decomposition_table()
@@ -169,8 +171,13 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str
         table = {**xnnpack_decomposition_table(exported), **custom}
     if not {n.target for n in exported.graph.nodes if n.op == "call_function"} & set(custom):
         # No custom op: nothing to fold; the backend's decompositions still run here, in one retrace.
-        return exported.run_decompositions(table) if backend == "xnnpack" and table else exported
-    return fold_constants(exported.run_decompositions(table))
+        if not (backend == "xnnpack" and table):
+            return exported
+        decomposed = exported.run_decompositions(table)
+    else:
+        decomposed = fold_constants(exported.run_decompositions(table))
+    simplify_reshapes(decomposed.graph_module)
+    return decomposed
 
 
 def fold_constants(exported: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
@@ -181,11 +188,28 @@ def fold_constants(exported: torch.export.ExportedProgram) -> torch.export.Expor
     constant operands and lower to XNNPACK, where the compare / arange islands would run as
     portable kernels and split its partitions. Quantization primitives are never folded, so a
     quantized weight keeps its quantize/dequantize pair for XNNPACK's int8 kernels. Under
-    dynamic shapes the masks depend on the symbolic length and stay in the graph."""
+    dynamic shapes the masks depend on the symbolic length and stay in the graph.
+
+    A folded constant gets the standard strides of its shape: a folded transpose can keep a
+    stride on a size-1 dim that no contiguous tensor has (a (2, 8, 1) tensor with strides (8, 1, 8)),
+    which ExecuTorch reads as another dim order, and XNNPACK then fails to run the program
+    (``xnn_status_invalid_parameter`` when it propagates the input shapes)."""
     from executorch.exir.operator.util import _QUANT_PRIMITIVES
     from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 
-    return constant_prop_pass(exported, custom_skip_targets=set(_QUANT_PRIMITIVES))
+    folded = constant_prop_pass(exported, custom_skip_targets=set(_QUANT_PRIMITIVES))
+    for name, value in folded.constants.items():
+        if isinstance(value, torch.Tensor) and value.stride() != _standard_strides(value.shape):
+            folded.constants[name] = value.clone(memory_format=torch.contiguous_format)
+    return folded
+
+
+def _standard_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(int(size), 1)
+    return tuple(reversed(strides))
 
 
 def _capture(model: nn.Module, example_inputs: tuple, dynamic_shapes: object | None = None

@@ -32,7 +32,39 @@ def decay_matrix(g: Tensor) -> Tensor:
     return torch.exp(segment_sums(g)) * lower
 
 
-def decay_matrix_transposed(g: Tensor, *, strict: bool = False) -> Tensor:
+def mix(x: Tensor, weight: Tensor) -> Tensor:
+    """``F.linear(x, weight[g])`` for each direction g: x is (G, ..., k), weight (G, m, k).
+
+    One direction (G = 1) is a fully connected layer; two are a batched matmul over them."""
+    if weight.shape[0] == 1:
+        return F.linear(x, weight[0])
+    G, k = x.shape[0], x.shape[-1]
+    # bmm, not matmul: matmul's decomposition adds an expand and two views around it.
+    out = torch.bmm(x.reshape(G, -1, k), weight.transpose(-1, -2))
+    return out.reshape(*x.shape[:-1], weight.shape[1])
+
+
+def direction_masks(n: int, reverse: tuple[bool, ...], *, strict: bool = False, dtype=torch.float32, device=None
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """The 0/1 matrices of :func:`decay_matrix_transposed`, one (n, n) set per direction.
+
+    ``after[g, j, r]``: r is past j (r > j forwards, r < j in reverse); ``upto[g, i, r]``: r is at
+    or before i in the direction of travel (r <= i forwards, r >= i in reverse; strictly before
+    with ``strict``); ``keep[g, j, i]``: i is reached from j (i >= j forwards, i <= j in reverse;
+    i != j with ``strict``). Each has shape (len(reverse), n, n)."""
+    idx = torch.arange(n, device=device)
+    row, col = idx[:, None], idx[None, :]
+    after, upto, keep = [], [], []
+    for rev in reverse:
+        a, b = (row, col) if rev else (col, row)  # reverse = the same relations with the order flipped
+        after.append(a > b)  # [j, r] forwards: r > j
+        upto.append((a < b) if strict else (a <= b))  # [i, r] forwards: r <= i
+        keep.append((a > b) if strict else (a >= b))  # [j, i] forwards: i >= j
+    return tuple(torch.stack(m).to(dtype) for m in (after, upto, keep))
+
+
+def decay_matrix_transposed(g: Tensor, *, strict: bool = False, reverse: tuple[bool, ...] | None = None
+                            ) -> Tensor:
     """The transposed causal decay mask built from a matmul instead of a cumsum, for export.
 
     ``out[..., j, i] = exp(sum_{j < r <= i} g_r)`` for i >= j (``strict``: ``sum_{j < r < i}``
@@ -41,14 +73,20 @@ def decay_matrix_transposed(g: Tensor, *, strict: bool = False) -> Tensor:
     ``linear`` of the masked, repeated g with a constant 0/1 weight: every op is one XNNPACK
     delegates (mul, fully connected, exp), where ``cumsum`` runs as a portable kernel and splits
     the delegate's partitions. The 0/1 matrices come from ``arange`` of a fixed size and are
-    folded into constants before lowering (``edgeml.export.fold_constants``)."""
+    folded into constants before lowering (``edgeml.export.fold_constants``).
+
+    ``reverse``: g has a leading dim of directions (one bool each, True = travelling from the
+    last element to the first), and a reversed direction gets ``exp(sum_{i <= r < j} g_r)`` for
+    i <= j: the decay from j back to i (``strict``: ``i < r < j``, for i < j)."""
     n = g.shape[-1]
-    idx = torch.arange(n, device=g.device)
-    row, col = idx[:, None], idx[None, :]
-    after_row = (col > row).to(g.dtype)  # [j, r]: r > j
-    # weight[i, r]: r <= i (r < i when strict); linear contracts over r.
-    weight = ((col < row) if strict else (col <= row)).to(g.dtype)
-    seg = F.linear(g.reshape(*g.shape[:-1], 1, n) * after_row, weight)  # [j, i] = sum_{j < r <= i} g_r
-    keep = ((col > row) if strict else (col >= row)).to(g.dtype)  # [j, i]: i > j (i >= j)
+    after, upto, keep = direction_masks(n, reverse or (False,), strict=strict, dtype=g.dtype, device=g.device)
+    rows = g.reshape(*g.shape[:-1], 1, n)
+    if reverse is None:
+        seg = F.linear(rows * after[0], upto[0])  # [j, i] = sum_{j < r <= i} g_r
+        keep = keep[0]
+    else:  # per direction: (G, n, n) -> (G, 1, ..., 1, n, n) against g's (G, ..., n)
+        lead = (len(reverse), *[1] * (g.dim() - 2))
+        seg = mix(rows * after.reshape(*lead, n, n), upto)
+        keep = keep.reshape(*lead, n, n)
     # Where keep is 0 the sum is empty or partial but still <= 0, so exp stays finite.
     return torch.exp(seg) * keep

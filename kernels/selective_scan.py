@@ -10,6 +10,13 @@ Shapes: u, delta, z (b, d, l); A (d, n); B, C (b, n, l), grouped (b, g, n, l) wi
 c using group c // (d // g), or time-invariant (d, n); D, delta_bias (d,). Output (b, d, l)
 in u's dtype; all state math in fp32.
 
+``bidirectional=True`` (VMamba's bidirectional scan, as in MobileMamba's SS2D): the channels are
+two equal halves (and grouped B/C two equal halves of groups); the first half scans as above,
+the second from the last token to the first, ``h_t = exp(delta_t A) h_{t+1} + delta_t B_t u_t``.
+Every tensor and the output stay in token order: the same as flipping the second half's
+sequences, scanning and flipping its output back, without the flips (which ExecuTorch runs as
+portable kernels between XNNPACK partitions).
+
 Forms, side by side:
 
 * :func:`selective_scan_naive`: the recurrence as a Python loop over time (the reference).
@@ -42,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _backend
-from ._segsum import decay_matrix, decay_matrix_transposed
+from ._segsum import decay_matrix, decay_matrix_transposed, direction_masks, mix
 
 __all__ = [
     "selective_scan",
@@ -56,7 +63,7 @@ DEFAULT_CHUNK_SIZE = 64  # the tree (eager CPU)
 EXPORT_CHUNK_SIZE = 8  # the matmul form (export decomposition)
 
 
-def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> None:
+def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, bidirectional: bool = False) -> None:
     if u.dim() != 3 or delta.shape != u.shape:
         raise ValueError(f"u and delta must both be (b, d, l); got {tuple(u.shape)} and {tuple(delta.shape)}")
     b, d, l = u.shape
@@ -77,6 +84,12 @@ def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> 
                 f"{name} must be (d, n), (b, n, l) or (b, g, n, l) with g dividing d "
                 f"(b={b}, d={d}, n={n}, l={l}); got {tuple(X.shape)}"
             )
+    if bidirectional:
+        if d % 2:
+            raise ValueError(f"a bidirectional scan splits the channels in two halves; d = {d} is odd")
+        for name, X in (("B", B), ("C", C)):
+            if X.dim() == 4 and X.shape[1] % 2:
+                raise ValueError(f"a bidirectional scan splits grouped {name} in two halves; it has {X.shape[1]} groups")
 
 
 def _per_channel(X: Tensor, d: int) -> Tensor:
@@ -143,10 +156,43 @@ def _discretize(
 
 def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None) -> Tensor:
     if D is not None:
-        y = torch.addcmul(y, u.float(), D.float().reshape(-1, 1))
+        # Not addcmul: its decomposition multiplies by value=1 (an int constant that ExecuTorch
+        # casts with a portable copy).
+        y = y + u.float() * D.float().reshape(-1, 1)
     if z is not None:
         y = y * F.silu(z.float())
     return y.to(u.dtype)
+
+
+def _by_flipping(scan: Callable[..., Tensor], u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                 D: Tensor | None, z: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool) -> Tensor:
+    """A bidirectional scan from a one-directional ``scan``: the second half of the channels runs on
+    its sequences flipped, and its output is flipped back (how every form but the export
+    decomposition does it)."""
+    half = u.shape[1] // 2
+
+    def channels(t: Tensor | None, i: int) -> Tensor | None:  # (b, d, l), (d, n) or (d,)
+        if t is None:
+            return None
+        return t[:, half * i:half * (i + 1)] if t.dim() == 3 else t[half * i:half * (i + 1)]
+
+    def b_or_c(X: Tensor, i: int) -> Tensor:
+        if X.dim() == 2:  # time-invariant (d, n): per channel
+            return X[half * i:half * (i + 1)]
+        if X.dim() == 3:  # (b, n, l): shared by all channels
+            return X
+        g = X.shape[1] // 2
+        return X[:, g * i:g * (i + 1)]
+
+    def flip(t: Tensor | None) -> Tensor | None:
+        return t if t is None or t.dim() < 3 else t.flip(-1)
+
+    forward = scan(channels(u, 0), channels(delta, 0), channels(A, 0), b_or_c(B, 0), b_or_c(C, 0),
+                   channels(D, 0), channels(z, 0), channels(delta_bias, 0), delta_softplus)
+    backward = scan(flip(channels(u, 1)), flip(channels(delta, 1)), channels(A, 1), flip(b_or_c(B, 1)),
+                    flip(b_or_c(C, 1)), channels(D, 1), flip(channels(z, 1)), channels(delta_bias, 1),
+                    delta_softplus)
+    return torch.cat([forward, backward.flip(-1)], dim=1)
 
 
 def selective_scan_naive(
@@ -159,9 +205,12 @@ def selective_scan_naive(
     z: Tensor | None = None,
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
+    bidirectional: bool = False,
 ) -> Tensor:
     """Reference: the recurrence stepped one token at a time in fp32."""
-    _check_shapes(u, delta, A, B, C)
+    _check_shapes(u, delta, A, B, C, bidirectional)
+    if bidirectional:
+        return _by_flipping(selective_scan_naive, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     log_decay, inp = _discretize(u, delta, A, B, delta_bias, delta_softplus)
     decay = torch.exp(log_decay)
     Cc = _per_channel(C, u.shape[1])
@@ -231,7 +280,8 @@ def _scan_chunked(log_decay: Tensor, inp: Tensor, chunk_size: int) -> Tensor:
     return h[..., :l]
 
 
-def _scan_chunked_matmul(log_decay: Tensor, inp: Tensor, chunk_size: int, levels: int = 2) -> Tensor:
+def _scan_chunked_matmul(log_decay: Tensor, inp: Tensor, chunk_size: int, levels: int = 2,
+                         reverse: tuple[bool, ...] = (False,)) -> Tensor:
     """The same scan as :func:`_scan_chunked`, as matmuls within and across chunks (SSD form).
 
     Mamba-2's chunked "state space duality" form: inside a chunk of L tokens the states are
@@ -242,52 +292,75 @@ def _scan_chunked_matmul(log_decay: Tensor, inp: Tensor, chunk_size: int, levels
     exact segment sum (``decay_matrix_transposed``: exponents <= 0, no inf/nan), and every op
     is a mul, exp, add, fully connected layer or batched matmul.
 
-    This is the export decomposition: a smaller graph than the tree's (90 aten nodes against
-    125: no per-level slices, no cumsum, and no arange/compare islands once the masks are folded
-    into constants), which is what ExecuTorch's lowering time pays for, and for static shapes no
-    op of it is left on portable kernels. Work per channel: O(l L) exps and O(l L^2)
-    multiply-adds within chunks, the same for the l / L chunk ends one level up, and
-    O((l / L^2)^3) at the top, which stays below the rest up to l ~ L^4 (4096 tokens for L = 8)."""
+    ``reverse`` splits the channels into equal groups, one per entry: a True group runs from the
+    last token to the first (``h_i = sum_{j >= i} exp(sum_{i <= r < j} a_r) x_j``). Only the
+    constant 0/1 matrices differ between directions, so both run in the same nodes (their
+    fully connected layers become batched matmuls over the directions), with no flip of the
+    sequence (a portable kernel in ExecuTorch, which splits the XNNPACK partition twice per
+    MobileMamba block).
+
+    This is the export decomposition: a smaller graph than the tree's (no per-level slices, no
+    cumsum, and no arange/compare islands once the masks are folded into constants), which is
+    what ExecuTorch's lowering time pays for, and for static shapes no op of it is left on
+    portable kernels. Work per channel: O(l L) exps and O(l L^2) multiply-adds within chunks,
+    the same for the l / L chunk ends one level up, and O((l / L^2)^3) at the top, which stays
+    below the rest up to l ~ L^4 (4096 tokens for L = 8)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     b, d, n, l = log_decay.shape
-    h = _scan_rows_matmul(log_decay.reshape(b * d * n, l), inp.reshape(b * d * n, l), chunk_size, levels)
+    G = len(reverse)
+    # (b, d, n, l) -> (G, rows, l): the direction groups are the outer split of the channels.
+    rows = b * (d // G) * n
+
+    def by_direction(t: Tensor) -> Tensor:
+        return t.reshape(b, G, rows // b, l).transpose(0, 1).reshape(G, rows, l) if b > 1 else t.reshape(G, rows, l)
+
+    h = _scan_rows_matmul(by_direction(log_decay), by_direction(inp), chunk_size, levels, reverse)
     # No slice without padding: a full slice is a portable alias_copy that splits the partition.
     # (Under dynamic shapes the padding is symbolic: always slice.)
     if not isinstance(l, int) or h.shape[-1] != l:
-        h = h[:, :l]
+        h = h[..., :l]
+    if b > 1:
+        h = h.reshape(G, b, rows // b, l).transpose(0, 1)
     return h.reshape(b, d, n, l)
 
 
-def _scan_rows_matmul(a: Tensor, x: Tensor, L: int, levels: int) -> Tensor:
-    """Inclusive states of h_t = exp(a_t) h_{t-1} + x_t along the rows of (rows, l) tensors,
-    returned with the padding to a multiple of L still on (the caller drops it)."""
-    rows, l = a.shape
+def _scan_rows_matmul(a: Tensor, x: Tensor, L: int, levels: int, reverse: tuple[bool, ...]) -> Tensor:
+    """Inclusive states of h_t = exp(a_t) h_{t-1} + x_t along the rows of (G, rows, l) tensors
+    (direction g from the last token to the first where ``reverse[g]``), returned with the
+    padding to a multiple of L still on (the caller drops it)."""
+    G, rows, l = a.shape
     pad = (-l) % L
-    # Zero log decay and zero input keep the padding inert.
-    a = F.pad(a, (0, pad)).reshape(rows, -1, L)
-    x = F.pad(x, (0, pad)).reshape(rows, -1, L)
-    nc = a.shape[1]
-    within = decay_matrix_transposed(a)  # (rows, nc, L, L): [j, i] = decay from token j to i
-    h_local = torch.bmm(x.reshape(-1, 1, L), within.reshape(-1, L, L)).reshape(rows, nc, L)
-    # Decay from the chunk's entry state to token i: exp(a_0) * within[0, i].
-    from_entry = torch.exp(a[..., :1]) * within[..., :1, :].reshape(rows, nc, L)
+    # Zero log decay and zero input keep the padding inert, in either direction. (A zero pad is
+    # dropped from a static graph by edgeml.export's simplify_reshapes.)
+    a, x = F.pad(a, (0, pad)).reshape(G, rows, -1, L), F.pad(x, (0, pad)).reshape(G, rows, -1, L)
+    nc = a.shape[2]
+    dirs = reverse if G > 1 or reverse[0] else None  # one forward direction: the plain linear form
+    within = decay_matrix_transposed(a, reverse=dirs)  # (G, rows, nc, L, L): [j, i] = decay from token j to i
+    h_local = torch.bmm(x.reshape(-1, 1, L), within.reshape(-1, L, L)).reshape(G, rows, nc, L)
+    _, upto, _ = direction_masks(L, reverse, dtype=a.dtype, device=a.device)
+    # Decay from the chunk's entry state to token i: exp of the sum of a over the tokens up to i
+    # in the direction of travel (r <= i forwards, r >= i in reverse).
+    from_entry = torch.exp(mix(a, upto))
     # Chunk totals as a fully connected layer with a constant ones weight (a sum over the last
     # dim would run as a portable kernel).
-    totals = F.linear(a, torch.ones(1, L, dtype=a.dtype, device=a.device)).reshape(rows, nc)
-    ends = h_local[..., L - 1:].reshape(rows, nc)  # each chunk's end state from a zero entry
+    totals = F.linear(a, torch.ones(1, L, dtype=a.dtype, device=a.device)).reshape(G, rows, nc)
+    # Each chunk's exit state from a zero entry: its last token forwards, its first in reverse.
+    token = torch.arange(L, device=a.device)
+    exit_token = torch.stack([token == (0 if r else L - 1) for r in reverse]).to(a.dtype)  # (G, L)
+    ends = mix(h_local, exit_token[:, None]).reshape(G, rows, nc)
     if levels > 1:
-        # True end states H_c = exp(total_c) H_{c-1} + end_c; chunk c enters with H_{c-1}.
-        # The shift reads past the padded chunk ends directly: no slice at the inner levels, so the
-        # graph is the same for every length whose outermost level needs padding.
-        ends = _scan_rows_matmul(totals, ends, L, levels - 1)  # (rows, nc rounded up to L)
+        # True exit states H_c = exp(total_c) H_{c-1} + end_c (H_{c+1} in reverse); chunk c enters
+        # with its neighbour's. The shift reads past the padded chunk ends directly: no slice at the
+        # inner levels, so the graph is the same for every length whose outermost level needs padding.
+        ends = _scan_rows_matmul(totals, ends, L, levels - 1, reverse)  # (G, rows, nc rounded up to L)
         c, c_in = torch.arange(nc, device=a.device), torch.arange(ends.shape[-1], device=a.device)
-        shift = (c_in[None, :] == c[:, None] - 1).to(a.dtype)  # [c, c']: c' = c - 1
-        entry = F.linear(ends, shift)
+        shift = torch.stack([c_in[None, :] == c[:, None] + (1 if r else -1) for r in reverse]).to(a.dtype)
+        entry = mix(ends, shift)  # [c, c']: c' = c - 1 (c + 1 in reverse)
     else:
-        across = decay_matrix_transposed(totals, strict=True)  # [c', c]: decay from end of c' to start of c
-        entry = torch.bmm(ends.reshape(rows, 1, nc), across).reshape(rows, nc)
-    return (h_local + from_entry * entry.reshape(rows, nc, 1)).reshape(rows, nc * L)
+        across = decay_matrix_transposed(totals, strict=True, reverse=dirs)  # [c', c]: from the exit of c' to c
+        entry = torch.bmm(ends.reshape(-1, 1, nc), across.reshape(-1, nc, nc)).reshape(G, rows, nc)
+    return (h_local + from_entry * entry.reshape(G, rows, nc, 1)).reshape(G, rows, nc * L)
 
 
 def selective_scan_chunked(
@@ -300,6 +373,7 @@ def selective_scan_chunked(
     z: Tensor | None = None,
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
+    bidirectional: bool = False,
     *,
     chunk_size: int | None = None,
     for_export: bool = False,
@@ -311,17 +385,24 @@ def selective_scan_chunked(
     (default with ``for_export``; see the module doc). ``for_export=True`` (what
     :func:`selective_scan_decomposition` passes) computes the
     softplus from ops XNNPACK delegates (:func:`softplus_exportable`); eager keeps the single
-    fused ``F.softplus`` kernel. Same maths, same graph size for every length."""
-    _check_shapes(u, delta, A, B, C)
+    fused ``F.softplus`` kernel. Same maths, same graph size for every length. A bidirectional
+    scan runs natively in the matmul form and by flipping in the tree form."""
+    _check_shapes(u, delta, A, B, C, bidirectional)
+    form = form or ("matmul" if for_export else "tree")
+    if form not in ("tree", "matmul"):
+        raise ValueError(f"unknown scan form {form!r}; choose 'tree' or 'matmul'")
+    if bidirectional and form == "tree":
+        def one_way(*args: object) -> Tensor:
+            return selective_scan_chunked(*args, chunk_size=chunk_size, for_export=for_export, form=form)
+
+        return _by_flipping(one_way, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     softplus = softplus_exportable if for_export else F.softplus
     log_decay, inp = _discretize(u, delta, A, B, delta_bias, delta_softplus, softplus)
-    form = form or ("matmul" if for_export else "tree")
     if form == "tree":
         h = _scan_chunked(log_decay, inp, chunk_size or DEFAULT_CHUNK_SIZE)
-    elif form == "matmul":
-        h = _scan_chunked_matmul(log_decay, inp, chunk_size or EXPORT_CHUNK_SIZE)
     else:
-        raise ValueError(f"unknown scan form {form!r}; choose 'tree' or 'matmul'")
+        reverse = (False, True) if bidirectional else (False,)
+        h = _scan_chunked_matmul(log_decay, inp, chunk_size or EXPORT_CHUNK_SIZE, reverse=reverse)
     y = _mul_per_channel(h, C)
     # n == 1 (MobileMamba) needs no reduction; a sum over a size-1 dim would be a full copy.
     y = y.reshape(y.shape[0], y.shape[1], y.shape[3]) if y.shape[2] == 1 else y.sum(2)
@@ -338,9 +419,10 @@ def selective_scan_decomposition(
     z: Tensor | None = None,
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
+    bidirectional: bool = False,
 ) -> Tensor:
     """The chunked form as it goes into the decomposition table (export-friendly softplus)."""
-    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, for_export=True)
+    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, bidirectional, for_export=True)
 
 
 def selective_scan_quadratic(
@@ -353,11 +435,14 @@ def selective_scan_quadratic(
     z: Tensor | None = None,
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
+    bidirectional: bool = False,
 ) -> Tensor:
     """The l x l form: y_t = sum_{s<=t} sum_n C_t exp(sum_{s<r<=t} delta_r A) delta_s B_s u_s.
 
     Memory b*d*n*l^2 floats: a second reference and the benchmark's quadratic baseline only."""
-    _check_shapes(u, delta, A, B, C)
+    _check_shapes(u, delta, A, B, C, bidirectional)
+    if bidirectional:
+        return _by_flipping(selective_scan_quadratic, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     log_decay, inp = _discretize(u, delta, A, B, delta_bias, delta_softplus)
     transfer = decay_matrix(log_decay)  # (b, d, n, l, l)
     h = torch.matmul(transfer, inp[..., None])[..., 0]  # (b, d, n, l)
@@ -367,7 +452,7 @@ def selective_scan_quadratic(
 
 _SCHEMA = (
     "(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D=None, Tensor? z=None, "
-    "Tensor? delta_bias=None, bool delta_softplus=False) -> Tensor"
+    "Tensor? delta_bias=None, bool delta_softplus=False, bool bidirectional=False) -> Tensor"
 )
 
 
@@ -382,15 +467,14 @@ def _selective_scan_op(
     z: Tensor | None = None,
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
+    bidirectional: bool = False,
 ) -> Tensor:
     backend = _backend.current_backend()
     if backend == "naive":
-        return selective_scan_naive(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        return selective_scan_naive(u, delta, A, B, C, D, z, delta_bias, delta_softplus, bidirectional)
     if backend == "triton":
-        from ._triton_selective_scan import selective_scan_triton
-
-        return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        return _selective_scan_cuda(u, delta, A, B, C, D, z, delta_bias, delta_softplus, bidirectional)
+    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, bidirectional)
 
 
 @_selective_scan_op.register_kernel("cuda")
@@ -404,9 +488,13 @@ def _selective_scan_cuda(
     z: Tensor | None = None,
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
+    bidirectional: bool = False,
 ) -> Tensor:
     from ._triton_selective_scan import selective_scan_triton
 
+    if bidirectional:
+        _check_shapes(u, delta, A, B, C, bidirectional)
+        return _by_flipping(selective_scan_triton, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
@@ -421,8 +509,9 @@ def _selective_scan_fake(
     z: Tensor | None = None,
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
+    bidirectional: bool = False,
 ) -> Tensor:
-    _check_shapes(u, delta, A, B, C)
+    _check_shapes(u, delta, A, B, C, bidirectional)
     return torch.empty_like(u)
 
 
@@ -436,6 +525,7 @@ def selective_scan(
     z: Tensor | None = None,
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
+    bidirectional: bool = False,
 ) -> Tensor:
     """Mamba-1 selective scan through ``torch.ops.edgeml.selective_scan`` (see module doc)."""
-    return torch.ops.edgeml.selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return torch.ops.edgeml.selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, bidirectional)

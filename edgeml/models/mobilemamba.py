@@ -342,12 +342,18 @@ class SS2D(nn.Module):
 
         * ``in_proj`` (Conv-BN, then a split into x and z) -> two convs ``in_proj_x``/``in_proj_z``;
         * the per-direction projections (batched matmuls, a split, and the broadcast that
-          ExecuTorch runs as portable ``expand_copy``) -> 1x1 convs with ``groups=k_group``, one
-          each for dt (low rank), B and C, and ``dt_proj`` with ``dt_projs_bias`` as its bias;
+          ExecuTorch runs as portable ``expand_copy``) -> 1x1 convs of x, one each for dt (low
+          rank), B and C with both directions' weights stacked, and ``dt_proj`` (``groups=k_group``)
+          with ``dt_projs_bias`` as its bias;
         * ``A = -exp(A_logs)`` -> a constant; ``out_norm`` -> the same LayerNorm on the channel
-          axis of the NCHW map (``LayerNorm2d``: no permutes).
-        The tokens stay in (b, c, h, w) maps; the reversed row-major order is a flip of h and w.
-        Official-checkpoint keys are gone afterwards: this is for export (edgeml.export.passes.export_form).
+          axis of the NCHW map (``LayerNorm2d``: no permutes);
+        * the reversed direction -> ``edgeml::selective_scan(..., bidirectional=True)``, which
+          scans the second half of the channels from the last token to the first: no flip of the
+          sequence before the scan or of its output after (two portable kernels per block that split
+          the XNNPACK delegate). A projection commutes with the flip (it is per token), so the
+          second direction's dt, B and C are those of the unflipped tokens.
+        The tokens stay in (b, c, h, w) maps. Official-checkpoint keys are gone afterwards: this is
+        for export (edgeml.export.passes.export_form).
         """
         if self.export_form:
             return
@@ -355,9 +361,9 @@ class SS2D(nn.Module):
         w, b = conv_bn_weights(self.in_proj)
         self.in_proj_x, self.in_proj_z = _conv1x1(w[:d], b[:d]), _conv1x1(w[d:], b[d:])
         xw = self.x_proj_weight  # (k, r + 2n, d)
-        self.x_proj_dt = _conv1x1(xw[:, :r].reshape(k * r, d), None, groups=k)
-        self.x_proj_B = _conv1x1(xw[:, r:r + n].reshape(k * n, d), None, groups=k)
-        self.x_proj_C = _conv1x1(xw[:, r + n:].reshape(k * n, d), None, groups=k)
+        self.x_proj_dt = _conv1x1(xw[:, :r].reshape(k * r, d), None)
+        self.x_proj_B = _conv1x1(xw[:, r:r + n].reshape(k * n, d), None)
+        self.x_proj_C = _conv1x1(xw[:, r + n:].reshape(k * n, d), None)
         self.dt_proj = _conv1x1(self.dt_projs_weight.reshape(k * d, r), self.dt_projs_bias.reshape(-1), groups=k)
         self.register_buffer("A", -torch.exp(self.A_logs.detach()))
         norm = LayerNorm2d(d, eps=self.out_norm.eps)
@@ -371,14 +377,27 @@ class SS2D(nn.Module):
         z = self.act(self.in_proj_z(x))
         x = self.act(self.conv2d(self.in_proj_x(x)))
         b, d, h, w = x.shape
-        xs = torch.cat([x, x.flip((-2, -1))], dim=1)  # (b, k*d, h, w): both token orders
-        dts = self.dt_proj(self.x_proj_dt(xs))
-        Bs = self.x_proj_B(xs).reshape(b, self.k_group, self.d_state, h * w)
-        Cs = self.x_proj_C(xs).reshape(b, self.k_group, self.d_state, h * w)
-        scan = _selective_scan_op if self.scan == "op" else selective_scan_loop
-        ys = scan(xs.reshape(b, 2 * d, h * w), dts.reshape(b, 2 * d, h * w), self.A, Bs, Cs,
-                  D=self.Ds, delta_softplus=True).reshape(b, 2 * d, h, w)
-        y = self.out_norm(ys[:, :d] + ys[:, d:].flip((-2, -1)))
+        k, n, length = self.k_group, self.d_state, h * w
+        if self.scan == "op":
+            u = torch.cat([x, x], dim=1)  # (b, k*d, h, w): one copy per direction, both in token order
+            dts, Bs, Cs = self.dt_proj(self.x_proj_dt(x)), self.x_proj_B(x), self.x_proj_C(x)
+            ys = _selective_scan_op(u.reshape(b, k * d, length), dts.reshape(b, k * d, length), self.A,
+                                    Bs.reshape(b, k, n, length), Cs.reshape(b, k, n, length), D=self.Ds,
+                                    delta_softplus=True, bidirectional=True)
+            y = ys[:, :d] + ys[:, d:]
+        else:  # the original's formulation: the second direction on the flipped tokens, one loop for both
+            u = torch.cat([x, x.flip((-2, -1))], dim=1)
+
+            def per_direction(conv: nn.Conv2d) -> torch.Tensor:
+                return F.conv2d(u, conv.weight, groups=k)
+
+            dts = self.dt_proj(per_direction(self.x_proj_dt))
+            ys = selective_scan_loop(u.reshape(b, k * d, length), dts.reshape(b, k * d, length), self.A,
+                                     per_direction(self.x_proj_B).reshape(b, k, n, length),
+                                     per_direction(self.x_proj_C).reshape(b, k, n, length),
+                                     D=self.Ds, delta_softplus=True)
+            y = ys[:, :d] + ys[:, d:].flip(-1)
+        y = self.out_norm(y.reshape(b, d, h, w))
         return self.out_proj(y * z)
 
 

@@ -1,0 +1,73 @@
+"""Drop the reshapes and pads that do nothing, in a captured ATen graph.
+
+Decompositions are written from small helpers, and each helper reshapes its operands into the
+layout it needs: the selective scan's decomposition reached ExecuTorch with chains of two or
+three ``view`` nodes in a row, and a ``constant_pad_nd`` with zero padding where the length is
+already a multiple of the chunk (about 20 such nodes per MobileMamba block). Each node costs
+lowering time in every pass that walks the graph (ExecuTorch's edge passes, then XNNPACK's 17
+passes per partition) and, on the device, a reshape or copy node in the delegate. This pass:
+
+* folds ``view(view(x, s1), s2)`` into ``view(x, s2)`` (a chain of views of a contiguous tensor
+  is one view of it);
+* removes a ``view`` to the shape its input already has;
+* removes a ``constant_pad_nd`` whose padding is all zero.
+
+Static shapes only for the pads (a symbolic pad width is left alone); the function is unchanged
+(``tests/export/test_reshapes_pass.py``).
+"""
+from __future__ import annotations
+
+import torch
+from torch import fx
+
+_VIEW = torch.ops.aten.view.default
+_PAD = torch.ops.aten.constant_pad_nd.default
+
+
+def _contiguous(node: fx.Node) -> bool:
+    val = node.meta.get("val")
+    return isinstance(val, torch.Tensor) and val.is_contiguous()
+
+
+def _shape(node: fx.Node) -> tuple | None:
+    val = node.meta.get("val")
+    return tuple(val.shape) if isinstance(val, torch.Tensor) else None
+
+
+def _is_identity(node: fx.Node) -> bool:
+    if node.op != "call_function" or not isinstance(node.args[0], fx.Node):
+        return False
+    if node.target is _VIEW:
+        shape = _shape(node)
+        return shape is not None and shape == _shape(node.args[0])
+    if node.target is _PAD:
+        pad = node.args[1]
+        return all(isinstance(p, int) and p == 0 for p in pad)
+    return False
+
+
+def simplify_reshapes(graph_module: fx.GraphModule) -> fx.GraphModule:
+    """In place, and returned: the graph without chained or identity views and zero pads."""
+    graph = graph_module.graph
+    changed = False
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target is _VIEW:
+            source = node.args[0]
+            while (isinstance(source, fx.Node) and source.op == "call_function" and source.target is _VIEW
+                   and _contiguous(source.args[0])):
+                source = source.args[0]
+            if source is not node.args[0]:
+                node.args = (source, *node.args[1:])
+                changed = True
+        if _is_identity(node) and all(user.op != "output" for user in node.users):
+            # (a graph output keeps its node: the program's signature names it)
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+            changed = True
+    if changed:
+        graph.eliminate_dead_code()
+        graph.lint()
+        graph_module.recompile()
+    return graph_module
