@@ -15,7 +15,9 @@ two equal halves (and grouped B/C two equal halves of groups); the first half sc
 the second from the last token to the first, ``h_t = exp(delta_t A) h_{t+1} + delta_t B_t u_t``.
 Every tensor and the output stay in token order: the same as flipping the second half's
 sequences, scanning and flipping its output back, without the flips (which ExecuTorch runs as
-portable kernels between XNNPACK partitions).
+portable kernels between XNNPACK partitions). u may then have d/2 channels, read by both halves
+(SS2D scans the same tokens both ways: no copy of them, and no concatenation of a tensor with
+itself, which XNNPACK does not take).
 
 Forms, side by side:
 
@@ -64,9 +66,11 @@ EXPORT_CHUNK_SIZE = 8  # the matmul form (export decomposition)
 
 
 def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, bidirectional: bool = False) -> None:
-    if u.dim() != 3 or delta.shape != u.shape:
-        raise ValueError(f"u and delta must both be (b, d, l); got {tuple(u.shape)} and {tuple(delta.shape)}")
-    b, d, l = u.shape
+    shared = bidirectional and delta.dim() == 3 and u.dim() == 3 and 2 * u.shape[1] == delta.shape[1]
+    if u.dim() != 3 or (delta.shape != u.shape and not (shared and u.shape[::2] == delta.shape[::2])):
+        raise ValueError(f"u and delta must both be (b, d, l) (u may be (b, d/2, l) in a bidirectional scan); "
+                         f"got {tuple(u.shape)} and {tuple(delta.shape)}")
+    b, d, l = delta.shape
     if A.dim() != 2 or A.shape[0] != d:
         raise ValueError(f"A must be (d, n) with d = {d}; got {tuple(A.shape)}")
     n = A.shape[1]
@@ -117,6 +121,16 @@ def _mul_per_channel(t: Tensor, X: Tensor) -> Tensor:
     return (t.unflatten(1, (g, -1)) * X.reshape(b, g, 1, n, l)).flatten(1, 2)
 
 
+def _times_u(t: Tensor, u: Tensor) -> Tensor:
+    """t (b, d, l) times u, where u is (b, d, l) or, shared by the two halves of a bidirectional
+    scan, (b, d/2, l) (broadcast through a (b, 2, d/2, l) view: no copy of u)."""
+    u = u.float()
+    if u.shape[1] == t.shape[1]:
+        return t * u
+    b, d, l = t.shape
+    return (t.reshape(b, 2, d // 2, l) * u.reshape(b, 1, d // 2, l)).reshape(b, d, l)
+
+
 def softplus_exportable(x: Tensor) -> Tensor:
     """softplus(x) = max(x, 0) + log1p(exp(-|x|)) from ops that XNNPACK delegates.
 
@@ -150,7 +164,7 @@ def _discretize(
     # that splits the XNNPACK partition; a reshape is delegated.
     b, d, l = dt.shape
     log_decay = dt.reshape(b, d, 1, l) * A.float().reshape(1, *A.shape, 1)
-    inp = _mul_per_channel((dt * u.float()).reshape(b, d, 1, l), B)
+    inp = _mul_per_channel(_times_u(dt, u).reshape(b, d, 1, l), B)
     return log_decay, inp
 
 
@@ -158,7 +172,12 @@ def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None) -> Tensor:
     if D is not None:
         # Not addcmul: its decomposition multiplies by value=1 (an int constant that ExecuTorch
         # casts with a portable copy).
-        y = y + u.float() * D.float().reshape(-1, 1)
+        if u.shape[1] == y.shape[1]:
+            y = y + u.float() * D.float().reshape(-1, 1)
+        else:  # u shared by the two halves of a bidirectional scan
+            b, d, l = y.shape
+            skip = D.float().reshape(2, d // 2, 1) * u.float().reshape(b, 1, d // 2, l)
+            y = (y.reshape(b, 2, d // 2, l) + skip).reshape(b, d, l)
     if z is not None:
         y = y * F.silu(z.float())
     return y.to(u.dtype)
@@ -169,7 +188,7 @@ def _by_flipping(scan: Callable[..., Tensor], u: Tensor, delta: Tensor, A: Tenso
     """A bidirectional scan from a one-directional ``scan``: the second half of the channels runs on
     its sequences flipped, and its output is flipped back (how every form but the export
     decomposition does it)."""
-    half = u.shape[1] // 2
+    half = delta.shape[1] // 2
 
     def channels(t: Tensor | None, i: int) -> Tensor | None:  # (b, d, l), (d, n) or (d,)
         if t is None:
@@ -187,9 +206,12 @@ def _by_flipping(scan: Callable[..., Tensor], u: Tensor, delta: Tensor, A: Tenso
     def flip(t: Tensor | None) -> Tensor | None:
         return t if t is None or t.dim() < 3 else t.flip(-1)
 
-    forward = scan(channels(u, 0), channels(delta, 0), channels(A, 0), b_or_c(B, 0), b_or_c(C, 0),
+    def u_for(i: int) -> Tensor:
+        return u if u.shape[1] == half else channels(u, i)  # u shared by both halves, or split
+
+    forward = scan(u_for(0), channels(delta, 0), channels(A, 0), b_or_c(B, 0), b_or_c(C, 0),
                    channels(D, 0), channels(z, 0), channels(delta_bias, 0), delta_softplus)
-    backward = scan(flip(channels(u, 1)), flip(channels(delta, 1)), channels(A, 1), flip(b_or_c(B, 1)),
+    backward = scan(flip(u_for(1)), flip(channels(delta, 1)), channels(A, 1), flip(b_or_c(B, 1)),
                     flip(b_or_c(C, 1)), channels(D, 1), flip(channels(z, 1)), channels(delta_bias, 1),
                     delta_softplus)
     return torch.cat([forward, backward.flip(-1)], dim=1)
@@ -512,7 +534,7 @@ def _selective_scan_fake(
     bidirectional: bool = False,
 ) -> Tensor:
     _check_shapes(u, delta, A, B, C, bidirectional)
-    return torch.empty_like(u)
+    return u.new_empty(delta.shape)
 
 
 def selective_scan(

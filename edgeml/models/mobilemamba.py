@@ -379,9 +379,9 @@ class SS2D(nn.Module):
         b, d, h, w = x.shape
         k, n, length = self.k_group, self.d_state, h * w
         if self.scan == "op":
-            u = torch.cat([x, x], dim=1)  # (b, k*d, h, w): one copy per direction, both in token order
+            # Both directions read the same tokens x, in token order (u shared by the two halves).
             dts, Bs, Cs = self.dt_proj(self.x_proj_dt(x)), self.x_proj_B(x), self.x_proj_C(x)
-            ys = _selective_scan_op(u.reshape(b, k * d, length), dts.reshape(b, k * d, length), self.A,
+            ys = _selective_scan_op(x.reshape(b, d, length), dts.reshape(b, k * d, length), self.A,
                                     Bs.reshape(b, k, n, length), Cs.reshape(b, k, n, length), D=self.Ds,
                                     delta_softplus=True, bidirectional=True)
             y = ys[:, :d] + ys[:, d:]
