@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -64,7 +64,7 @@ def lower_to_pte(exported: torch.export.ExportedProgram) -> tuple[bytes, Delegat
     for node in exported.graph.nodes:
         node.meta.pop("from_node", None)
     with (warnings.catch_warnings(), shared_provenance(), skip_unchanged_retraces(), skip_empty_decompositions(),
-          skip_repeated_checks()):
+          skip_repeated_checks(), skip_idle_passes()):
         warnings.simplefilter("ignore")
         edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
         info = get_delegation_info(edge.exported_program().graph_module)
@@ -316,6 +316,130 @@ def skip_repeated_checks() -> Iterator[None]:
 
     with _replaced(ExportedProgramPassManager, "check", check_unless_checked):
         yield
+
+
+def _op_names(graph_module: torch.fx.GraphModule) -> set[str]:
+    """The base names of the ops the graph calls (``_softmax`` for aten's and edge's alike)."""
+    names = set()
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function":
+            parts = getattr(node.target, "__name__", "").split(".")
+            names.add(parts[-2] if len(parts) > 1 else parts[0])
+    return names
+
+
+def _has_symbolic_values(graph_module: torch.fx.GraphModule) -> bool:
+    for node in graph_module.graph.nodes:
+        val = node.meta.get("val")
+        if isinstance(val, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+            return True
+        if isinstance(val, torch.Tensor) and any(not isinstance(d, int) for d in val.shape):
+            return True
+    return False
+
+
+def _has_view_ops(graph_module: torch.fx.GraphModule) -> bool:
+    return any(node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload) and node.target.is_view
+               for node in graph_module.graph.nodes)
+
+
+# What RemoveMixedTypeOperators casts: the tensor arguments of these ops that do not have the
+# promoted dtype.
+_PROMOTING_OPS = ("add.Tensor", "mul.Tensor", "sub.Tensor", "div.Tensor", "div.Tensor_mode", "minimum.default")
+
+
+def _has_mixed_dtypes(graph_module: torch.fx.GraphModule) -> bool:
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or getattr(node.target, "__name__", "") not in _PROMOTING_OPS:
+            continue
+        dtypes = set()
+        for arg in node.args:
+            if isinstance(arg, torch.fx.Node):
+                val = getattr(graph_module, arg.target, None) if arg.op == "get_attr" else arg.meta.get("val")
+                if not isinstance(val, torch.Tensor):
+                    return True  # a symbolic scalar, or nothing to tell the dtype by: assume it mixes
+                dtypes.add(val.dtype)
+            elif isinstance(arg, torch.Tensor):
+                dtypes.add(arg.dtype)
+        out = node.meta.get("val")
+        if len(dtypes) > 1 or not isinstance(out, torch.Tensor) or dtypes - {out.dtype}:
+            return True
+    return False
+
+
+def _idle_pass_checks() -> list[tuple[type, Callable[[torch.fx.GraphModule], bool]]]:
+    """(pass class, whether it has anything to do in a graph): what ``skip_idle_passes`` guards."""
+    checks: list = []
+    try:
+        from executorch.exir.passes.normalize_transpose_pass import NormalizeTransposePass
+        from executorch.exir.passes.remove_mixed_type_operators import RemoveMixedTypeOperators
+        from executorch.exir.passes.replace_broken_ops_with_function_ops_pass import (
+            ReplaceBrokenOpsWithFunctionalOpsPass,
+        )
+        from executorch.exir.passes.sym_to_tensor_pass import SymToTensorPass
+    except ImportError:
+        pass
+    else:
+        checks += [
+            (SymToTensorPass, _has_symbolic_values),  # turns symbolic scalars into tensors
+            (NormalizeTransposePass, lambda gm: "t" in _op_names(gm)),  # aten.t -> t_copy
+            (ReplaceBrokenOpsWithFunctionalOpsPass, _has_view_ops),  # view ops -> their _copy forms
+            (RemoveMixedTypeOperators, _has_mixed_dtypes),
+        ]
+    try:
+        from executorch.backends.xnnpack._passes.convert_to_sdpa import ConvertToSDPAPass
+        from executorch.backends.xnnpack._passes.convert_to_upsample_bilinear2d import ConvertToUpsampleBilinear2d
+    except ImportError:
+        pass
+    else:
+        # Each rewrites subgraphs that match its patterns, and every pattern calls this op (tested
+        # in tests/export/test_pte_provenance.py against the patterns themselves).
+        checks += [
+            (ConvertToUpsampleBilinear2d, lambda gm: "upsample_bilinear2d" in _op_names(gm)),
+            (ConvertToSDPAPass, lambda gm: "_softmax" in _op_names(gm)),
+        ]
+    return checks
+
+
+@contextmanager
+def skip_idle_passes() -> Iterator[None]:
+    """While active, a pass that can find nothing to rewrite in a graph returns it as it is.
+
+    ``to_edge_transform_and_lower`` runs ExecuTorch's edge passes on the whole program, each a
+    full retrace under fake tensors (MobileMamba B1 int8: about 1.5 s each). Four of them rewrite
+    only what a static, single-dtype graph does not have: symbolic scalars (``SymToTensorPass``),
+    ``aten.t`` (``NormalizeTransposePass``), view ops left after the views became copies
+    (``ReplaceBrokenOpsWithFunctionalOpsPass``) and arithmetic on mixed dtypes
+    (``RemoveMixedTypeOperators``). XNNPACK's upsample and SDPA passes match patterns that it
+    builds by exporting and lowering small modules (about 2.7 s, once per process), and each
+    pattern calls ``upsample_bilinear2d`` or ``_softmax``: without that op nothing can match.
+    Each of these passes is skipped when (and only when) its graph has none of what it rewrites;
+    a graph with nested graphs always runs them. Patched for the duration only (the check is
+    added to each class's ``call``); a pass this ExecuTorch does not have is left out."""
+    from torch.fx.passes.infra.pass_base import PassResult
+
+    patched = []
+    for cls, has_work in _idle_pass_checks():
+        call = getattr(cls, "call", None)
+        if call is None:
+            continue
+
+        def guarded(self, graph_module, _call=call, _has_work=has_work):
+            nested = any(isinstance(m, torch.fx.GraphModule) for m in graph_module.children())
+            if not nested and not _has_work(graph_module):
+                return PassResult(graph_module, False)
+            return _call(self, graph_module)
+
+        patched.append((cls, "call" in vars(cls), call))
+        cls.call = guarded
+    try:
+        yield
+    finally:
+        for cls, own, call in reversed(patched):
+            if own:
+                cls.call = call
+            else:
+                del cls.call
 
 
 def _graph_key(graph_module: torch.fx.GraphModule) -> tuple:
