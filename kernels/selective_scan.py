@@ -93,7 +93,8 @@ def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, bid
             raise ValueError(f"a bidirectional scan splits the channels in two halves; d = {d} is odd")
         for name, X in (("B", B), ("C", C)):
             if X.dim() == 4 and X.shape[1] % 2:
-                raise ValueError(f"a bidirectional scan splits grouped {name} in two halves; it has {X.shape[1]} groups")
+                raise ValueError(
+                    f"a bidirectional scan splits grouped {name} in two halves; it has {X.shape[1]} groups")
 
 
 def _per_channel(X: Tensor, d: int) -> Tensor:
