@@ -158,6 +158,7 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str
     if backend not in (None, "xnnpack"):
         raise ValueError(f"backend must be 'xnnpack' or None, not {backend!r}")
     from edgeml.export.passes.reshapes import simplify_reshapes
+    from edgeml.export.pte import deferred_recompiles
 
     try:
         from edgeml.kernels import decomposition_table
@@ -173,9 +174,11 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str
         # No custom op: nothing to fold; the backend's decompositions still run here, in one retrace.
         if not (backend == "xnnpack" and table):
             return exported
-        decomposed = exported.run_decompositions(table)
+        with deferred_recompiles():
+            decomposed = exported.run_decompositions(table)
     else:
-        decomposed = fold_constants(exported.run_decompositions(table))
+        with deferred_recompiles():
+            decomposed = fold_constants(exported.run_decompositions(table))
     simplify_reshapes(decomposed.graph_module)
     return decomposed
 

@@ -64,7 +64,7 @@ def lower_to_pte(exported: torch.export.ExportedProgram) -> tuple[bytes, Delegat
     for node in exported.graph.nodes:
         node.meta.pop("from_node", None)
     with (warnings.catch_warnings(), shared_provenance(), skip_unchanged_retraces(), skip_empty_decompositions(),
-          skip_repeated_checks(), skip_idle_passes()):
+          skip_repeated_checks(), skip_idle_passes(), deferred_recompiles()):
         warnings.simplefilter("ignore")
         edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
         info = get_delegation_info(edge.exported_program().graph_module)
@@ -315,6 +315,57 @@ def skip_repeated_checks() -> Iterator[None]:
         passed[gm] = k
 
     with _replaced(ExportedProgramPassManager, "check", check_unless_checked):
+        yield
+
+
+@contextmanager
+def deferred_recompiles() -> Iterator[None]:
+    """While active, a new ``GraphModule`` writes its Python code when it is first run or read,
+    not every time its graph is set or changed.
+
+    FX recompiles (generates, then compiles, the module's ``forward`` source) whenever a
+    ``GraphModule`` is built and whenever a pass calls ``recompile()``; lowering builds one for
+    nearly every pass, and ExecuTorch's passes walk the graph, not the code. Every plain
+    ``GraphModule`` made while active is torch's ``_LazyGraphModule`` (what ``torch.compile``
+    uses for the same reason), whose ``recompile`` only marks the code stale and whose
+    ``forward`` / ``code`` / ``str`` / pickling write it first. One addition: strict
+    ``torch.export`` reads the pytree specs that a recompile sets (``_in_spec`` / ``_out_spec``),
+    so reading those writes the code too. Patched for the duration only (modules made meanwhile
+    stay lazy, which changes nothing for their users); left alone if this torch has no
+    ``_LazyGraphModule`` of the kind this was written against."""
+    from torch.fx.graph_module import GraphModule
+
+    try:
+        from torch.fx._lazy_graph_module import _LazyGraphModule
+    except ImportError:
+        yield
+        return
+    new = GraphModule.__dict__.get("__new__")
+    if new is None or not all(hasattr(_LazyGraphModule, a) for a in ("real_recompile", "_needs_recompile")):
+        yield
+        return
+
+    class DeferredGraphModule(_LazyGraphModule):
+        def __getattr__(self, name: str):
+            if name in ("_in_spec", "_out_spec") and type(self)._needs_recompile():
+                self.real_recompile()
+                if name in self.__dict__:
+                    return self.__dict__[name]
+            return super().__getattr__(name)
+
+    def new_deferred(cls, *args, **kwargs):
+        # GraphModule.__new__ gives every instance a class of its own (``GraphModuleImpl``) under
+        # the first class of the MRO that is not one; a plain GraphModule gets the deferred one.
+        base = next(t for t in cls.__mro__ if t.__qualname__.split(".")[-1] != "GraphModuleImpl")
+        if base is not GraphModule:
+            return new(cls, *args, **kwargs)
+
+        class GraphModuleImpl(DeferredGraphModule):
+            pass
+
+        return torch.nn.Module.__new__(GraphModuleImpl)
+
+    with _replaced(GraphModule, "__new__", new_deferred):
         yield
 
 
