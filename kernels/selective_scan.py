@@ -448,6 +448,32 @@ def selective_scan_decomposition(
     return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, bidirectional, for_export=True)
 
 
+def selective_scan_decomposition_flipping(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    bidirectional: bool = False,
+) -> Tensor:
+    """The decomposition for ONNX: a bidirectional scan as two one-way scans, the reversed one on
+    flipped sequences (ONNX Runtime reverses a sequence with a negative-step Slice, a cheap kernel).
+
+    The native reversed direction batches its 0/1 matrices over the two directions (a batched
+    matmul between two reshapes); torch.onnx's graph optimizer (``optimize=True``) fuses the
+    reshapes into the MatMul and then broadcasts the directions against the wrong dim when the
+    chunk count equals them (a 9-token sequence: relative error 0.09; exact with
+    ``optimize=False``). One-way scans have no batched matmul."""
+    if not bidirectional:
+        return selective_scan_decomposition(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    _check_shapes(u, delta, A, B, C, bidirectional)
+    return _by_flipping(selective_scan_decomposition, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
 def selective_scan_quadratic(
     u: Tensor,
     delta: Tensor,

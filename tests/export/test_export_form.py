@@ -56,3 +56,27 @@ def test_prepare_for_export_uses_it_and_leaves_other_models_alone(t2):
         assert (ep.module()(x) - t2(x)).abs().max() <= 2e-5 * t2(x).abs().max()
     plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
     assert not has_export_form(plain) and to_export_form(plain) is plain
+
+
+def test_export_form_scans_both_ways_without_flips(t2):
+    # The reversed direction is the scan op's own (bidirectional=True, the tokens passed once):
+    # no flip before or after it (portable kernels that split the XNNPACK delegate twice per
+    # block), and no concatenation of the tokens with themselves (which XNNPACK does not take).
+    x = torch.randn(1, 3, 64, 64)
+    form = to_export_form(t2)
+    ep = torch.export.export(form, (x,))
+    scans = [n for n in ep.graph.nodes if n.op == "call_function" and "selective_scan" in str(n.target)]
+    assert len(scans) == 5
+    for scan in scans:
+        bidirectional = scan.args[9] if len(scan.args) > 9 else scan.kwargs.get("bidirectional")
+        assert bidirectional is True
+        assert scan.args[0].meta["val"].shape[1] * 2 == scan.args[1].meta["val"].shape[1]  # u shared
+    assert not any(n.target is torch.ops.aten.flip.default for n in ep.graph.nodes)
+    cats = [n for n in ep.graph.nodes if n.target is torch.ops.aten.cat.default]
+    assert all(len(set(n.args[0])) == len(n.args[0]) for n in cats)  # (the MRFFI channel groups' cat stays)
+    # The original's formulation (flips, one loop for both directions) computes the same.
+    loop = to_export_form(edgeml.create_model("mobilemamba_t2", scan="loop"))
+    loop.load_state_dict(form.state_dict())
+    with torch.no_grad():
+        ref, out = form(x), loop(x)
+    assert (out - ref).abs().max() <= 2e-5 * ref.abs().max()

@@ -186,3 +186,64 @@ def test_onnx_runtime_matches_with_fixed_node_count(both):
             ref = module(x)
         assert rel_err(torch.from_numpy(out), ref) < REL_TOL
     assert counts[0] == counts[1], counts
+
+
+class NativeBidirectionalScan(BidirectionalScan):
+    """The same function as BidirectionalScan through the op's own reverse direction (MobileMamba's
+    export form): channels [forward | reversed], u passed once for both, B/C groups split the same way."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.proj(x)
+        b, _, l = p.shape
+        d, g, n = self.d, self.groups, self.n
+        u, delta, z, bc = p.split([d, d, d, 2 * g * n], dim=1)
+        B, C = bc.reshape(b, 2, g, n, l).unbind(1)
+        A = -torch.exp(self.A_log)
+
+        def two(t: torch.Tensor) -> torch.Tensor:  # the same parameters for both directions
+            return torch.cat([t, t], dim=0 if t.dim() < 3 else 1)
+
+        y = selective_scan(u, two(delta), two(A), torch.cat([B, B], 1), torch.cat([C, C], 1), two(self.D),
+                           two(z), two(self.delta_bias), True, True)
+        return y[:, :d] + y[:, d:]
+
+
+def test_native_bidirectional_scan_lowers_without_flips_to_one_delegate():
+    pytest.importorskip("executorch")
+    from edgeml.export import decompose_custom_ops
+    from edgeml.export.pte import lower_to_pte
+    from edgeml.runtime.runners import runner_from_bytes
+
+    torch.manual_seed(0)
+    flipped = BidirectionalScan().eval()
+    native = NativeBidirectionalScan().eval()
+    native.load_state_dict(flipped.state_dict())
+    x = torch.randn(1, 16, 300)
+    with torch.no_grad():
+        ref = flipped(x)
+        assert rel_err(native(x), ref) < REL_TOL
+    ep = decompose_custom_ops(torch.export.export(native, (x,)), backend="xnnpack")
+    assert not any(n.target is torch.ops.aten.flip.default for n in ep.graph.nodes)
+    data, summary = lower_to_pte(ep)
+    # (The test module's own split / unbind / cat of a tensor with itself stay portable.)
+    assert not any("flip" in op for op in summary.portable_ops) and summary.compute_share == 1.0
+    out = runner_from_bytes(data, "pte").run([x])[0]
+    assert rel_err(torch.as_tensor(out), ref) < REL_TOL
+
+
+@pytest.mark.parametrize("length", [9, 300])  # 9 tokens: two chunks, as many as directions
+def test_native_bidirectional_scan_in_onnx_runtime(length):
+    # For ONNX the reversed half runs on flipped sequences: torch.onnx's optimizer broadcast the
+    # native form's batched matmul over the wrong dim at 9 tokens (relative error 0.09).
+    ort = pytest.importorskip("onnxruntime")
+    from edgeml.export import decompose_custom_ops
+
+    torch.manual_seed(0)
+    native = NativeBidirectionalScan().eval()
+    x = torch.randn(1, 16, length)
+    ep = decompose_custom_ops(torch.export.export(native, (x,)))
+    proto = torch.onnx.export(ep, (x,), dynamo=True, verbose=False).model_proto
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        assert rel_err(torch.from_numpy(out), native(x)) < REL_TOL

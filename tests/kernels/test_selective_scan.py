@@ -273,3 +273,95 @@ def test_decomposition_form_matches_loop():
     ref = selective_scan_naive(**x, delta_softplus=True)
     out = selective_scan_decomposition(**x, delta_softplus=True)
     assert rel_rms(out, ref) < FP32_TOL
+
+
+# ----------------------------------------------------------------------------- bidirectional
+def _flipped_reference(x: dict, shared_u: bool = False) -> torch.Tensor:
+    """The bidirectional scan written with flips: the first half of the channels as is, the
+    second half scanned on its reversed sequences and flipped back (what SS2D used to do)."""
+    d = x["delta"].shape[1]
+    h = d // 2
+    u = torch.cat([x["u"], x["u"]], 1) if shared_u else x["u"]
+
+    def half(t, i):
+        return None if t is None else (t[:, h * i:h * (i + 1)] if t.dim() == 3 else t[h * i:h * (i + 1)])
+
+    def bc(X, i):
+        if X.dim() == 2:
+            return X[h * i:h * (i + 1)]
+        return X if X.dim() == 3 else X[:, X.shape[1] // 2 * i:X.shape[1] // 2 * (i + 1)]
+
+    def flip(t):
+        return t if t is None or t.dim() < 3 else t.flip(-1)
+
+    kw = dict(delta_softplus=True)
+    fwd = selective_scan_naive(half(u, 0), half(x["delta"], 0), half(x["A"], 0), bc(x["B"], 0), bc(x["C"], 0),
+                               half(x.get("D"), 0), half(x.get("z"), 0), half(x.get("delta_bias"), 0), **kw)
+    bwd = selective_scan_naive(flip(half(u, 1)), flip(half(x["delta"], 1)), half(x["A"], 1), flip(bc(x["B"], 1)),
+                               flip(bc(x["C"], 1)), half(x.get("D"), 1), flip(half(x.get("z"), 1)),
+                               half(x.get("delta_bias"), 1), **kw)
+    return torch.cat([fwd, bwd.flip(-1)], 1)
+
+
+@pytest.mark.parametrize("b, d, n, l, bc, decay", [
+    (1, 8, 1, 75, "grouped", "mixed"),  # MobileMamba's shape: n = 1, two groups, padding
+    (2, 6, 4, 50, "shared", "mixed"),
+    (3, 4, 2, 1000, "grouped", "weak"),  # two matmul levels, long memory
+    (2, 8, 3, 9, "invariant", "mixed"),
+    (1, 4, 1, 64, "grouped", "strong"),  # a multiple of the chunk at both levels
+    (1, 2, 1, 1, "shared", "mixed"),
+])
+@pytest.mark.parametrize("shared_u", [False, True])
+def test_bidirectional_matches_the_flipped_scan(b, d, n, l, bc, decay, shared_u):
+    x = make_inputs(b, d, n, l, bc=bc, decay=decay)
+    if shared_u:  # both halves read the same tokens: u has d / 2 channels
+        x["u"] = x["u"][:, : d // 2]
+    ref = _flipped_reference(x, shared_u)
+    kw = dict(delta_softplus=True, bidirectional=True)
+    assert rel_rms(selective_scan_naive(**x, **kw), ref) < 1e-7
+    for form in FORMS:
+        for chunk_size in (2, 8, 16):
+            assert rel_rms(selective_scan_chunked(**x, **kw, form=form, chunk_size=chunk_size), ref) < FP32_TOL
+    assert rel_rms(selective_scan_decomposition(**x, **kw), ref) < FP32_TOL
+    assert rel_rms(selective_scan(**x, **kw), ref) < FP32_TOL
+    # The first half is the one-directional scan of its channels.
+    if not shared_u and bc != "shared":
+        half = {k: (v[:, : d // 2] if v.dim() == 3 else v[: d // 2]) for k, v in x.items() if k not in ("B", "C")}
+        B, C = ((X[:, : X.shape[1] // 2] if X.dim() == 4 else X[: d // 2]) for X in (x["B"], x["C"]))
+        fwd = selective_scan_naive(**half, B=B, C=C, delta_softplus=True)
+        assert rel_rms(selective_scan_chunked(**x, **kw, form="matmul")[:, : d // 2], fwd) < FP32_TOL
+
+
+def test_reversed_decay_matrix_is_the_flipped_one():
+    from edgeml.kernels._segsum import decay_matrix_transposed
+
+    g = -torch.rand(2, 3, 5, 12).pow(3) * 10
+    both = decay_matrix_transposed(g, reverse=(False, True))
+    torch.testing.assert_close(both[0], decay_matrix_transposed(g[0]))
+    # Reversed: the forward matrix of the reversed sequence, read with both indices reversed,
+    # where the decay from j back to i sums g over [i, j): g shifted by one against the forward.
+    flipped = decay_matrix_transposed(g[1].flip(-1)).flip(-1, -2)
+    torch.testing.assert_close(both[1], flipped)
+    strict = decay_matrix_transposed(g, strict=True, reverse=(False, True))
+    torch.testing.assert_close(strict[1], decay_matrix_transposed(g[1].flip(-1), strict=True).flip(-1, -2))
+
+
+def test_bidirectional_shape_errors():
+    x = make_inputs(1, 6, 1, 10, bc="grouped", groups=3)  # 3 groups: no two halves
+    with pytest.raises(ValueError, match="grouped B in two halves"):
+        selective_scan_chunked(**x, bidirectional=True)
+    x = make_inputs(1, 6, 1, 10, bc="shared")
+    x["u"] = x["u"][:, :3]
+    with pytest.raises(ValueError, match=r"may be \(b, d/2, l\) in a bidirectional"):
+        selective_scan_chunked(**x)  # half the channels of u only make sense both ways
+    x = make_inputs(1, 5, 1, 10, bc="shared")
+    with pytest.raises(ValueError, match="d = 5 is odd"):
+        selective_scan_naive(**x, bidirectional=True)
+
+
+def test_opcheck_bidirectional_with_shared_u():
+    x = make_inputs(1, 4, 1, 10, bc="grouped")
+    args = (x["u"][:, :2], x["delta"], x["A"], x["B"], x["C"], x["D"], None, x["delta_bias"], True, True)
+    torch.library.opcheck(torch.ops.edgeml.selective_scan.default, args,
+                          test_utils=("test_schema", "test_faketensor"))
+    assert torch.ops.edgeml.selective_scan(*args).shape == x["delta"].shape

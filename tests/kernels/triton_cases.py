@@ -32,6 +32,7 @@ LINEAR_ATTENTION_CASES = {
 }
 CASE_IDS = sorted(SELECTIVE_SCAN_CASES) + sorted(LINEAR_ATTENTION_CASES) + [
     "ss-op-backend-triton",
+    "ss-op-backend-triton-bidirectional",
     "la-op-backend-triton",
     "la-long-strong-decay-finite",
 ]
@@ -83,6 +84,12 @@ def run_all() -> dict[str, dict]:
     with use_backend("triton"):
         out = selective_scan(**x, delta_softplus=True)
     record("ss-op-backend-triton", out, selective_scan_naive(**x, delta_softplus=True))
+    # Bidirectional, u shared by both halves (MobileMamba's SS2D): Triton runs the second half flipped.
+    x["u"] = x["u"][:, :2]
+    with use_backend("triton"):
+        out = selective_scan(**x, delta_softplus=True, bidirectional=True)
+    ref = selective_scan_naive(**x, delta_softplus=True, bidirectional=True)
+    record("ss-op-backend-triton-bidirectional", out, ref)
     q, k, v, g = la_tests.make_inputs(1, 2, 50, 8, 8, decay="per_head")
     with use_backend("triton"):
         out = linear_attention(q, k, v, causal=True, log_decay=g)

@@ -1,0 +1,50 @@
+"""edgeml.export.passes.reshapes.simplify_reshapes: chained and identity views and zero pads go,
+the function stays."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeml.export.passes.reshapes import simplify_reshapes
+
+
+class _Reshapes(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.reshape(2, 3, 4, 5).reshape(6, 20).reshape(2, 60)  # a chain of three views
+        y = F.pad(y, (0, 0)) * 2.0  # a pad that pads nothing
+        z = x.reshape(x.shape) + 1.0  # a view to the shape it has
+        w = x.permute(0, 2, 1).reshape(4, 30)  # a view of a non-contiguous tensor: left alone
+        return y.sum() + z.reshape(120)[:5].sum() + w.sum(), y.reshape(2, 60)  # an output that is a view
+
+
+def _targets(ep: torch.export.ExportedProgram) -> list:
+    return [n.target for n in ep.graph.nodes if n.op == "call_function"]
+
+
+def test_chains_identities_and_zero_pads_go_and_the_function_stays():
+    x = torch.randn(2, 3, 20)
+    ep = torch.export.export(_Reshapes(), (x,)).run_decompositions()
+    before = _targets(ep)
+    with torch.no_grad():
+        expected = ep.module()(x)
+    simplify_reshapes(ep.graph_module)
+    after = _targets(ep)
+    view, pad = torch.ops.aten.view.default, torch.ops.aten.constant_pad_nd.default
+    assert pad in before and pad not in after
+    assert after.count(view) < before.count(view)
+    # No view reads another view's output, except where the first reads a non-contiguous tensor.
+    for node in ep.graph.nodes:
+        if node.target is view and node.args[0].op == "call_function" and node.args[0].target is view:
+            assert not node.args[0].args[0].meta["val"].is_contiguous()
+    # The output node keeps its own node (the signature names it), even an identity view.
+    assert len(list(ep.graph.nodes)[-1].args[0]) == 2
+    with torch.no_grad():
+        out = ep.module()(x)
+    for o, e in zip(out, expected, strict=True):
+        torch.testing.assert_close(o, e, rtol=0, atol=0)
+
+
+def test_a_graph_with_nothing_to_simplify_is_left_as_it_is():
+    ep = torch.export.export(nn.Linear(4, 3), (torch.randn(2, 4),)).run_decompositions()
+    code = ep.graph_module.code
+    simplify_reshapes(ep.graph_module)
+    assert ep.graph_module.code == code
