@@ -154,9 +154,7 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str
 
     ``backend="xnnpack"`` also applies, in the same retrace, the decompositions that lowering to
     XNNPACK would apply (``edgeml.export.pte.xnnpack_decomposition_table``): ``lower_to_pte`` then
-    skips its own three whole-program retraces (``skip_empty_decompositions``). Without a backend
-    (ONNX), a bidirectional selective scan reverses with flips
-    (``edgeml.kernels.selective_scan.selective_scan_decomposition_flipping`` says why)."""
+    skips its own three whole-program retraces (``skip_empty_decompositions``)."""
     if backend not in (None, "xnnpack"):
         raise ValueError(f"backend must be 'xnnpack' or None, not {backend!r}")
     from edgeml.export.passes.reshapes import simplify_reshapes
@@ -164,8 +162,7 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str
 
     try:
         from edgeml.kernels import decomposition_table
-        # ONNX (no backend) reverses sequences with flips: see selective_scan_decomposition_flipping.
-        custom = decomposition_table(reverse_by_flipping=backend is None)
+        custom = decomposition_table(onnx=backend is None)  # without a backend: for ONNX
     except ImportError:
         custom = {}
     table = custom

@@ -32,12 +32,20 @@ def decay_matrix(g: Tensor) -> Tensor:
     return torch.exp(segment_sums(g)) * lower
 
 
-def mix(x: Tensor, weight: Tensor) -> Tensor:
+def mix(x: Tensor, weight: Tensor, *, batched: bool = True) -> Tensor:
     """``F.linear(x, weight[g])`` for each direction g: x is (G, ..., k), weight (G, m, k).
 
-    One direction (G = 1) is a fully connected layer; two are a batched matmul over them."""
+    One direction is a fully connected layer. Two are one batched matmul between two reshapes
+    (``batched``, for ExecuTorch), or one fully connected layer per direction on its slice of x,
+    concatenated (for ONNX): torch.onnx's graph optimizer fuses the batched form's reshapes into
+    an ONNX MatMul that broadcasts the directions against x's last batch dim, wrong whenever that
+    dim has the same size (a 9-token sequence: 2 chunks for 2 directions, relative error 0.09);
+    the sliced form in turn ran wrong in XNNPACK (relative error 0.49 on a 75-token test scan,
+    ExecuTorch 1.5.1), so each backend gets the form it runs right."""
     if weight.shape[0] == 1:
         return F.linear(x, weight[0])
+    if not batched:
+        return torch.cat([F.linear(x[g:g + 1], weight[g]) for g in range(weight.shape[0])], dim=0)
     G, k = x.shape[0], x.shape[-1]
     # bmm, not matmul: matmul's decomposition adds an expand and two views around it.
     out = torch.bmm(x.reshape(G, -1, k), weight.transpose(-1, -2))
@@ -63,8 +71,8 @@ def direction_masks(n: int, reverse: tuple[bool, ...], *, strict: bool = False, 
     return tuple(torch.stack(m).to(dtype) for m in (after, upto, keep))
 
 
-def decay_matrix_transposed(g: Tensor, *, strict: bool = False, reverse: tuple[bool, ...] | None = None
-                            ) -> Tensor:
+def decay_matrix_transposed(g: Tensor, *, strict: bool = False, reverse: tuple[bool, ...] | None = None,
+                            batched: bool = True) -> Tensor:
     """The transposed causal decay mask built from a matmul instead of a cumsum, for export.
 
     ``out[..., j, i] = exp(sum_{j < r <= i} g_r)`` for i >= j (``strict``: ``sum_{j < r < i}``
@@ -77,7 +85,7 @@ def decay_matrix_transposed(g: Tensor, *, strict: bool = False, reverse: tuple[b
 
     ``reverse``: g has a leading dim of directions (one bool each, True = travelling from the
     last element to the first), and a reversed direction gets ``exp(sum_{i <= r < j} g_r)`` for
-    i <= j: the decay from j back to i (``strict``: ``i < r < j``, for i < j)."""
+    i <= j: the decay from j back to i (``strict``: ``i < r < j``, for i < j). ``batched``: see :func:`mix`."""
     n = g.shape[-1]
     after, upto, keep = direction_masks(n, reverse or (False,), strict=strict, dtype=g.dtype, device=g.device)
     rows = g.reshape(*g.shape[:-1], 1, n)
@@ -86,7 +94,7 @@ def decay_matrix_transposed(g: Tensor, *, strict: bool = False, reverse: tuple[b
         keep = keep[0]
     else:  # per direction: (G, n, n) -> (G, 1, ..., 1, n, n) against g's (G, ..., n)
         lead = (len(reverse), *[1] * (g.dim() - 2))
-        seg = mix(rows * after.reshape(*lead, n, n), upto)
+        seg = mix(rows * after.reshape(*lead, n, n), upto, batched=batched)
         keep = keep.reshape(*lead, n, n)
     # Where keep is 0 the sum is empty or partial but still <= 0, so exp stays finite.
     return torch.exp(seg) * keep

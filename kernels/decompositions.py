@@ -10,17 +10,14 @@ from collections.abc import Callable
 import torch
 
 from .linear_attention import linear_attention_decomposition
-from .selective_scan import selective_scan_decomposition, selective_scan_decomposition_flipping
+from .selective_scan import selective_scan_decomposition, selective_scan_decomposition_onnx
 
 
-def decomposition_table(*, reverse_by_flipping: bool = False) -> dict[torch._ops.OpOverload, Callable]:
-    """Map every edgeml custom op overload to the function that decomposes it.
-
-    ``reverse_by_flipping``: a bidirectional selective scan runs its reversed half on flipped
-    sequences (for ONNX: ``selective_scan_decomposition_flipping``) instead of natively (for
-    ExecuTorch, where a flip is a portable kernel that splits the XNNPACK delegate)."""
-    scan = selective_scan_decomposition_flipping if reverse_by_flipping else selective_scan_decomposition
+def decomposition_table(*, onnx: bool = False) -> dict[torch._ops.OpOverload, Callable]:
+    """Map every edgeml custom op overload to the function that decomposes it (``onnx``: the forms
+    for ONNX, where they differ; see ``selective_scan_decomposition_onnx``)."""
     return {
-        torch.ops.edgeml.selective_scan.default: scan,
+        torch.ops.edgeml.selective_scan.default: selective_scan_decomposition_onnx if onnx
+        else selective_scan_decomposition,
         torch.ops.edgeml.linear_attention.default: linear_attention_decomposition,
     }

@@ -304,7 +304,7 @@ def _scan_chunked(log_decay: Tensor, inp: Tensor, chunk_size: int) -> Tensor:
 
 
 def _scan_chunked_matmul(log_decay: Tensor, inp: Tensor, chunk_size: int, levels: int = 2,
-                         reverse: tuple[bool, ...] = (False,)) -> Tensor:
+                         reverse: tuple[bool, ...] = (False,), batched: bool = True) -> Tensor:
     """The same scan as :func:`_scan_chunked`, as matmuls within and across chunks (SSD form).
 
     Mamba-2's chunked "state space duality" form: inside a chunk of L tokens the states are
@@ -338,7 +338,7 @@ def _scan_chunked_matmul(log_decay: Tensor, inp: Tensor, chunk_size: int, levels
     def by_direction(t: Tensor) -> Tensor:
         return t.reshape(b, G, rows // b, l).transpose(0, 1).reshape(G, rows, l) if b > 1 else t.reshape(G, rows, l)
 
-    h = _scan_rows_matmul(by_direction(log_decay), by_direction(inp), chunk_size, levels, reverse)
+    h = _scan_rows_matmul(by_direction(log_decay), by_direction(inp), chunk_size, levels, reverse, batched)
     # No slice without padding: a full slice is a portable alias_copy that splits the partition.
     # (Under dynamic shapes the padding is symbolic: always slice.)
     if not isinstance(l, int) or h.shape[-1] != l:
@@ -348,7 +348,8 @@ def _scan_chunked_matmul(log_decay: Tensor, inp: Tensor, chunk_size: int, levels
     return h.reshape(b, d, n, l)
 
 
-def _scan_rows_matmul(a: Tensor, x: Tensor, L: int, levels: int, reverse: tuple[bool, ...]) -> Tensor:
+def _scan_rows_matmul(a: Tensor, x: Tensor, L: int, levels: int, reverse: tuple[bool, ...], batched: bool = True
+                      ) -> Tensor:
     """Inclusive states of h_t = exp(a_t) h_{t-1} + x_t along the rows of (G, rows, l) tensors
     (direction g from the last token to the first where ``reverse[g]``), returned with the
     padding to a multiple of L still on (the caller drops it)."""
@@ -359,29 +360,31 @@ def _scan_rows_matmul(a: Tensor, x: Tensor, L: int, levels: int, reverse: tuple[
     a, x = F.pad(a, (0, pad)).reshape(G, rows, -1, L), F.pad(x, (0, pad)).reshape(G, rows, -1, L)
     nc = a.shape[2]
     dirs = reverse if G > 1 or reverse[0] else None  # one forward direction: the plain linear form
-    within = decay_matrix_transposed(a, reverse=dirs)  # (G, rows, nc, L, L): [j, i] = decay from token j to i
+    # (G, rows, nc, L, L): [j, i] = decay from token j to i
+    within = decay_matrix_transposed(a, reverse=dirs, batched=batched)
     h_local = torch.bmm(x.reshape(-1, 1, L), within.reshape(-1, L, L)).reshape(G, rows, nc, L)
     _, upto, _ = direction_masks(L, reverse, dtype=a.dtype, device=a.device)
     # Decay from the chunk's entry state to token i: exp of the sum of a over the tokens up to i
     # in the direction of travel (r <= i forwards, r >= i in reverse).
-    from_entry = torch.exp(mix(a, upto))
+    from_entry = torch.exp(mix(a, upto, batched=batched))
     # Chunk totals as a fully connected layer with a constant ones weight (a sum over the last
     # dim would run as a portable kernel).
     totals = F.linear(a, torch.ones(1, L, dtype=a.dtype, device=a.device)).reshape(G, rows, nc)
     # Each chunk's exit state from a zero entry: its last token forwards, its first in reverse.
     token = torch.arange(L, device=a.device)
     exit_token = torch.stack([token == (0 if r else L - 1) for r in reverse]).to(a.dtype)  # (G, L)
-    ends = mix(h_local, exit_token[:, None]).reshape(G, rows, nc)
+    ends = mix(h_local, exit_token[:, None], batched=batched).reshape(G, rows, nc)
     if levels > 1:
         # True exit states H_c = exp(total_c) H_{c-1} + end_c (H_{c+1} in reverse); chunk c enters
         # with its neighbour's. The shift reads past the padded chunk ends directly: no slice at the
         # inner levels, so the graph is the same for every length whose outermost level needs padding.
-        ends = _scan_rows_matmul(totals, ends, L, levels - 1, reverse)  # (G, rows, nc rounded up to L)
+        ends = _scan_rows_matmul(totals, ends, L, levels - 1, reverse, batched)  # (G, rows, nc rounded up to L)
         c, c_in = torch.arange(nc, device=a.device), torch.arange(ends.shape[-1], device=a.device)
         shift = torch.stack([c_in[None, :] == c[:, None] + (1 if r else -1) for r in reverse]).to(a.dtype)
-        entry = mix(ends, shift)  # [c, c']: c' = c - 1 (c + 1 in reverse)
+        entry = mix(ends, shift, batched=batched)  # [c, c']: c' = c - 1 (c + 1 in reverse)
     else:
-        across = decay_matrix_transposed(totals, strict=True, reverse=dirs)  # [c', c]: from the exit of c' to c
+        # [c', c]: from the exit of c' to c
+        across = decay_matrix_transposed(totals, strict=True, reverse=dirs, batched=batched)
         entry = torch.bmm(ends.reshape(-1, 1, nc), across.reshape(-1, nc, nc)).reshape(G, rows, nc)
     return (h_local + from_entry * entry.reshape(G, rows, nc, 1)).reshape(G, rows, nc * L)
 
@@ -401,6 +404,7 @@ def selective_scan_chunked(
     chunk_size: int | None = None,
     for_export: bool = False,
     form: str | None = None,
+    batched_directions: bool = True,
 ) -> Tensor:
     """Plain-aten selective scan (the CPU implementation and the export decomposition).
 
@@ -425,7 +429,8 @@ def selective_scan_chunked(
         h = _scan_chunked(log_decay, inp, chunk_size or DEFAULT_CHUNK_SIZE)
     else:
         reverse = (False, True) if bidirectional else (False,)
-        h = _scan_chunked_matmul(log_decay, inp, chunk_size or EXPORT_CHUNK_SIZE, reverse=reverse)
+        h = _scan_chunked_matmul(log_decay, inp, chunk_size or EXPORT_CHUNK_SIZE, reverse=reverse,
+                                 batched=batched_directions)
     y = _mul_per_channel(h, C)
     # n == 1 (MobileMamba) needs no reduction; a sum over a size-1 dim would be a full copy.
     y = y.reshape(y.shape[0], y.shape[1], y.shape[3]) if y.shape[2] == 1 else y.sum(2)
@@ -448,7 +453,7 @@ def selective_scan_decomposition(
     return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, bidirectional, for_export=True)
 
 
-def selective_scan_decomposition_flipping(
+def selective_scan_decomposition_onnx(
     u: Tensor,
     delta: Tensor,
     A: Tensor,
@@ -460,18 +465,11 @@ def selective_scan_decomposition_flipping(
     delta_softplus: bool = False,
     bidirectional: bool = False,
 ) -> Tensor:
-    """The decomposition for ONNX: a bidirectional scan as two one-way scans, the reversed one on
-    flipped sequences (ONNX Runtime reverses a sequence with a negative-step Slice, a cheap kernel).
+    """The same for ONNX: a bidirectional scan's per-direction matrices applied one direction at a
+    time (``edgeml.kernels._segsum.mix`` says why)."""
+    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, bidirectional,
+                                  for_export=True, batched_directions=False)
 
-    The native reversed direction batches its 0/1 matrices over the two directions (a batched
-    matmul between two reshapes); torch.onnx's graph optimizer (``optimize=True``) fuses the
-    reshapes into the MatMul and then broadcasts the directions against the wrong dim when the
-    chunk count equals them (a 9-token sequence: relative error 0.09; exact with
-    ``optimize=False``). One-way scans have no batched matmul."""
-    if not bidirectional:
-        return selective_scan_decomposition(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    _check_shapes(u, delta, A, B, C, bidirectional)
-    return _by_flipping(selective_scan_decomposition, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
 def selective_scan_quadratic(

@@ -233,8 +233,8 @@ def test_native_bidirectional_scan_lowers_without_flips_to_one_delegate():
 
 @pytest.mark.parametrize("length", [9, 300])  # 9 tokens: two chunks, as many as directions
 def test_native_bidirectional_scan_in_onnx_runtime(length):
-    # For ONNX the reversed half runs on flipped sequences: torch.onnx's optimizer broadcast the
-    # native form's batched matmul over the wrong dim at 9 tokens (relative error 0.09).
+    # torch.onnx's optimizer broadcast a batched matmul over the directions against the wrong dim
+    # at 9 tokens (relative error 0.09): the per-direction matrices are applied one direction at a time.
     ort = pytest.importorskip("onnxruntime")
     from edgeml.export import decompose_custom_ops
 

@@ -16,7 +16,11 @@ from edgeml.kernels import (
     selective_scan_naive,
     use_backend,
 )
-from edgeml.kernels.selective_scan import selective_scan_decomposition, softplus_exportable
+from edgeml.kernels.selective_scan import (
+    selective_scan_decomposition,
+    selective_scan_decomposition_onnx,
+    softplus_exportable,
+)
 
 FP32_TOL = 2e-6
 # The chunked forms: a pairwise tree inside chunks (eager CPU) and the matmul (SSD) form (export).
@@ -323,6 +327,7 @@ def test_bidirectional_matches_the_flipped_scan(b, d, n, l, bc, decay, shared_u)
         for chunk_size in (2, 8, 16):
             assert rel_rms(selective_scan_chunked(**x, **kw, form=form, chunk_size=chunk_size), ref) < FP32_TOL
     assert rel_rms(selective_scan_decomposition(**x, **kw), ref) < FP32_TOL
+    assert rel_rms(selective_scan_decomposition_onnx(**x, **kw), ref) < FP32_TOL
     assert rel_rms(selective_scan(**x, **kw), ref) < FP32_TOL
     # The first half is the one-directional scan of its channels.
     if not shared_u and bc != "shared":
