@@ -43,6 +43,7 @@ Forms, side by side:
 * ``selective_scan_triton`` (kernels/_triton_selective_scan.py): the CUDA kernel.
 * a fake kernel so torch.export traces the op without running it.
 """
+import functools
 import math
 from collections.abc import Callable
 
@@ -453,23 +454,9 @@ def selective_scan_decomposition(
     return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, bidirectional, for_export=True)
 
 
-def selective_scan_decomposition_onnx(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    delta_bias: Tensor | None = None,
-    delta_softplus: bool = False,
-    bidirectional: bool = False,
-) -> Tensor:
-    """The same for ONNX: a bidirectional scan's per-direction matrices applied one direction at a
-    time (``edgeml.kernels._segsum.mix`` says why)."""
-    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, bidirectional,
-                                  for_export=True, batched_directions=False)
-
+# The same for ONNX: a bidirectional scan's per-direction matrices applied one direction at a time
+# (edgeml.kernels._segsum.mix says why). Called with the op's arguments in the op's order.
+selective_scan_decomposition_onnx = functools.partial(selective_scan_chunked, for_export=True, batched_directions=False)
 
 
 def selective_scan_quadratic(
