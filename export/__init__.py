@@ -154,7 +154,8 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str
 
     ``backend="xnnpack"`` also applies, in the same retrace, the decompositions that lowering to
     XNNPACK would apply (``edgeml.export.pte.xnnpack_decomposition_table``): ``lower_to_pte`` then
-    skips its own three whole-program retraces (``skip_empty_decompositions``)."""
+    skips its own three whole-program retraces (``skip_empty_decompositions``). Chained and
+    identity reshapes and zero pads are dropped afterwards (``passes.reshapes.simplify_reshapes``)."""
     if backend not in (None, "xnnpack"):
         raise ValueError(f"backend must be 'xnnpack' or None, not {backend!r}")
     from edgeml.export.passes.reshapes import simplify_reshapes
@@ -170,15 +171,14 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str
         from edgeml.export.pte import xnnpack_decomposition_table
 
         table = {**xnnpack_decomposition_table(exported), **custom}
-    if not {n.target for n in exported.graph.nodes if n.op == "call_function"} & set(custom):
-        # No custom op: nothing to fold; the backend's decompositions still run here, in one retrace.
-        if not (backend == "xnnpack" and table):
-            return exported
-        with deferred_recompiles():
-            decomposed = exported.run_decompositions(table)
-    else:
-        with deferred_recompiles():
-            decomposed = fold_constants(exported.run_decompositions(table))
+    has_custom = bool({n.target for n in exported.graph.nodes if n.op == "call_function"} & set(custom))
+    if not has_custom and not (backend == "xnnpack" and table):
+        return exported
+    with deferred_recompiles():
+        # Without a custom op there is nothing to fold; the backend's decompositions still run here.
+        decomposed = exported.run_decompositions(table)
+        if has_custom:
+            decomposed = fold_constants(decomposed)
     simplify_reshapes(decomposed.graph_module)
     return decomposed
 
