@@ -49,7 +49,8 @@ def register() -> None:
         register_model(CONFIG)(lambda **kwargs: ScanTiny(**kwargs))
 
 
-def reversed_scan_decomposition(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+def reversed_scan_decomposition(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                                bidirectional=False):
     """A wrong decomposition: the right recurrence, run over the sequence backwards."""
     from edgeml.kernels import selective_scan_chunked
 
@@ -68,8 +69,8 @@ def wrong_decomposition() -> Iterator[None]:
 
     original = kernels.decomposition_table
 
-    def table():
-        t = dict(original())
+    def table(**kwargs):
+        t = dict(original(**kwargs))
         t[torch.ops.edgeml.selective_scan.default] = reversed_scan_decomposition
         return t
 
