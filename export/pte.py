@@ -5,7 +5,7 @@ import inspect
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -86,14 +86,19 @@ def lowering_failure(e: BaseException) -> str:
 
 @contextmanager
 def _replaced(owner: object, name: str, value: object) -> Iterator[None]:
-    """``owner.name`` is ``value`` for the duration (a class's or a module's own attribute); the
-    original is put back however the block ends. How every speed-up below patches a library."""
-    original = vars(owner)[name]
+    """``owner.name`` is ``value`` for the duration (a class's or a module's attribute, its own or
+    inherited); afterwards the original is put back, or the override removed if the attribute was
+    inherited, however the block ends. How every speed-up below patches a library."""
+    own = name in vars(owner)
+    original = vars(owner).get(name)
     setattr(owner, name, value)
     try:
         yield
     finally:
-        setattr(owner, name, original)
+        if own:
+            setattr(owner, name, original)
+        else:
+            delattr(owner, name)
 
 
 @contextmanager
@@ -467,30 +472,25 @@ def skip_idle_passes() -> Iterator[None]:
     Each of these passes is skipped when (and only when) its graph has none of what it rewrites;
     a graph with nested graphs always runs them. Patched for the duration only (the check is
     added to each class's ``call``); a pass this ExecuTorch does not have is left out."""
+    with ExitStack() as stack:
+        for cls, has_work in _idle_pass_checks():
+            call = getattr(cls, "call", None)
+            if call is not None:
+                stack.enter_context(_replaced(cls, "call", _unless_idle(call, has_work)))
+        yield
+
+
+def _unless_idle(call: Callable, has_work: Callable[[torch.fx.GraphModule], bool]) -> Callable:
+    """``call`` (a pass's), returning the graph as it is when it has nothing for the pass to do."""
     from torch.fx.passes.infra.pass_base import PassResult
 
-    patched = []
-    for cls, has_work in _idle_pass_checks():
-        call = getattr(cls, "call", None)
-        if call is None:
-            continue
+    def guarded(self, graph_module):
+        nested = any(isinstance(m, torch.fx.GraphModule) for m in graph_module.children())
+        if not nested and not has_work(graph_module):
+            return PassResult(graph_module, False)
+        return call(self, graph_module)
 
-        def guarded(self, graph_module, _call=call, _has_work=has_work):
-            nested = any(isinstance(m, torch.fx.GraphModule) for m in graph_module.children())
-            if not nested and not _has_work(graph_module):
-                return PassResult(graph_module, False)
-            return _call(self, graph_module)
-
-        patched.append((cls, "call" in vars(cls), call))
-        cls.call = guarded
-    try:
-        yield
-    finally:
-        for cls, own, call in reversed(patched):
-            if own:
-                cls.call = call
-            else:
-                del cls.call
+    return guarded
 
 
 def _graph_key(graph_module: torch.fx.GraphModule) -> tuple:
