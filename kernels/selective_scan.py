@@ -124,13 +124,14 @@ def _mul_per_channel(t: Tensor, X: Tensor) -> Tensor:
 
 
 def _times_u(t: Tensor, u: Tensor) -> Tensor:
-    """t (b, d, l) times u, where u is (b, d, l) or, shared by the two halves of a bidirectional
-    scan, (b, d/2, l) (broadcast through a (b, 2, d/2, l) view: no copy of u)."""
+    """t (b, d, l) or (d, 1) times u, as (b, d, l); u is (b, d, l) or, shared by the two halves of
+    a bidirectional scan, (b, d/2, l) (broadcast through a (b, 2, d/2, l) view: no copy of u)."""
     u = u.float()
-    if u.shape[1] == t.shape[1]:
+    d = t.shape[-2]
+    if u.shape[1] == d:
         return t * u
-    b, d, l = t.shape
-    return (t.reshape(b, 2, d // 2, l) * u.reshape(b, 1, d // 2, l)).reshape(b, d, l)
+    b, half, l = u.shape
+    return (t.reshape(*t.shape[:-2], 2, half, t.shape[-1]) * u.reshape(b, 1, half, l)).reshape(b, d, l)
 
 
 def softplus_exportable(x: Tensor) -> Tensor:
@@ -174,12 +175,7 @@ def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None) -> Tensor:
     if D is not None:
         # Not addcmul: its decomposition multiplies by value=1 (an int constant that ExecuTorch
         # casts with a portable copy).
-        if u.shape[1] == y.shape[1]:
-            y = y + u.float() * D.float().reshape(-1, 1)
-        else:  # u shared by the two halves of a bidirectional scan
-            b, d, l = y.shape
-            skip = D.float().reshape(2, d // 2, 1) * u.float().reshape(b, 1, d // 2, l)
-            y = (y.reshape(b, 2, d // 2, l) + skip).reshape(b, d, l)
+        y = y + _times_u(D.float().reshape(-1, 1), u)
     if z is not None:
         y = y * F.silu(z.float())
     return y.to(u.dtype)
