@@ -5,21 +5,10 @@ import contextlib
 
 import pytest
 import torch
+from test_pte_decompositions import _Net  # conv, silu, pad, a portable flip (two partitions), linear
 from torch import nn
 
 import edgeml.export.pte as pte
-
-
-class _Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.fc = nn.Linear(8, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.conv(x))
-        y = y.flip(-1) * torch.sigmoid(y) + 1.0  # a portable flip: two partitions
-        return self.fc(y.mean((2, 3)))
 
 
 def _lowered(monkeypatch: pytest.MonkeyPatch, **off: bool) -> tuple[bytes, list[str]]:
