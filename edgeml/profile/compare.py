@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeml.errors import UsageError
-from edgeml.profile.host import ProfileReport, _example_inputs, host_device, latency_stats
+from edgeml.profile.host import ProfileReport, _example_inputs, host_device, initialize_runtime, latency_stats
 from edgeml.runtime.runners import make_runner, open_artifact
 
 RATIO_KEYS = ("p50", "trimmed_mean", "mean")
@@ -64,6 +64,8 @@ def compare_on_host(
         raise UsageError("--runs must be >= 1 and --warmup >= 0")
     opened = [open_artifact(a) for a in artifacts]
     runners, inputs, load_ms = [], [], []
+    for fmt in dict.fromkeys(o.format for o in opened):
+        initialize_runtime(fmt)  # the runtimes' imports are not the programs' load time
     for o in opened:
         t0 = time.perf_counter()
         # ORT's spinning threads would steal the cores from the artifact timed next.
