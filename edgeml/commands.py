@@ -71,7 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device-outputs", type=Path, metavar="FILE",
                    help="compare the outputs a phone wrote (edgeml device-outputs file) instead of running "
                    "the artifact here; its images are looked up by name in --images")
-    p.add_argument("--min-sqnr", type=float, help="threshold in dB (default 60 fp32, 25 int8)")
+    from edgeml.quantize.schemes import default_min_sqnr_text
+
+    p.add_argument("--min-sqnr", type=float, metavar="DB",
+                   help=f"threshold in dB (default: by the artifact's scheme, {default_min_sqnr_text()})")
     p.add_argument("--checkpoint", type=Path, help="checkpoint for the reference (default: the manifest's)")
     p.add_argument("--resolution", type=int, action="append",
                    help="input size to verify at (repeatable; for dynamic-resolution artifacts)")

@@ -56,6 +56,20 @@ _SCHEMES = (
 )
 SCHEME_INFO: dict[str, Scheme] = {s.name: s for s in _SCHEMES}
 
+
+def default_min_sqnr(scheme: str) -> float:
+    """The parity threshold (dB) for ``scheme`` when none is given: the one table that ``export --verify``,
+    ``verify`` and the help texts use. An unknown scheme is a UsageError."""
+    return get_scheme(scheme).default_min_sqnr
+
+
+def default_min_sqnr_text() -> str:
+    """The default thresholds in words, for help texts: "60 dB fp32, 25 dB int8 and int8-dynamic, ..."."""
+    by_db: dict[float, list[str]] = {}
+    for s in _SCHEMES:
+        by_db.setdefault(s.default_min_sqnr, []).append("fp32" if s.name == "none" else s.name)
+    return ", ".join(f"{db:g} dB {' and '.join(names)}" for db, names in by_db.items())
+
 OBSERVERS: dict[str, tuple[str, ...]] = {
     "pte": ("histogram", "minmax"),
     "onnx": ("minmax", "entropy", "percentile"),

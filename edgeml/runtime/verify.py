@@ -31,11 +31,10 @@ from edgeml.images import Preprocessing, load_image, sample_images
 from edgeml.kernels import use_backend
 from edgeml.manifest import Manifest, sha256_file
 from edgeml.models._registry import ModelConfig
+from edgeml.quantize.schemes import default_min_sqnr
 from edgeml.runtime.device_outputs import DeviceOutputs
 from edgeml.runtime.metrics import cosine, sqnr_db
 from edgeml.runtime.runners import Runner, make_runner, open_artifact
-
-DEFAULT_MIN_SQNR = {"none": 60.0, "int8": 25.0}
 
 
 def _as_list(y) -> list[torch.Tensor]:
@@ -348,6 +347,7 @@ def verify_artifact(
 
     opened = open_artifact(artifact)
     manifest = opened.manifest
+    threshold = verify_threshold(manifest, min_sqnr)  # before the images: an unknown scheme fails at once
     config = ModelConfig(**{**manifest.model["config"], "mean": tuple(manifest.model["config"]["mean"]),
                             "std": tuple(manifest.model["config"]["std"]),
                             "formats": tuple(manifest.model["config"]["formats"])})
@@ -384,9 +384,20 @@ def verify_artifact(
         runner = make_runner(opened)
         parity = measure_parity(ref, runner, paths, pre, config, batch=batch or program_batch,
                                 program_batch=program_batch, on_image=on_image)
-    scheme = manifest.quantization.get("scheme", "none")
-    threshold = DEFAULT_MIN_SQNR.get(scheme, 25.0) if min_sqnr is None else float(min_sqnr)
     return VerifyReport(opened.path, parity, threshold)
+
+
+def verify_threshold(manifest: Manifest, min_sqnr: float | None = None) -> float:
+    """``min_sqnr`` if given, else the default of the manifest's quantization scheme (the table in
+    edgeml.quantize.schemes that export uses too)."""
+    if min_sqnr is not None:
+        return float(min_sqnr)
+    scheme = manifest.quantization.get("scheme", "none")
+    try:
+        return default_min_sqnr(scheme)
+    except UsageError:
+        raise ArtifactError(f"the manifest names quantization {scheme!r}, which this edgeml does not know; "
+                            "pass --min-sqnr DB to verify it against a threshold of your choice") from None
 
 
 def format_report(report: VerifyReport) -> str:
