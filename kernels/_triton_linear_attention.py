@@ -7,8 +7,11 @@
   G))^T v`` with G the in-chunk cumsum of log decays. Decay differences are clamped to <= 0
   before exp (the fix state-spaces/mamba#713 and vllm#37501 apply) so rounding cannot push an
   exponent above 0.
-* Non-causal: one program per (batch*head, value block) accumulates ``k^T v`` and ``sum k`` over
-  the sequence, then a second sweep writes ``(s q) KV / ((s q) . sum k + eps)``.
+* Non-causal: one program per (batch*head, value block) accumulates ``k'^T v`` and ``sum k`` over
+  the sequence, then a second sweep writes ``(s q') KV / ((s q) . sum k + eps)``. With rotary
+  tables, ``x' = x cos + rotate_pairs(x) sin`` is formed in registers: the pair-swapped tile is a
+  second load of the same rows at column ``m ^ 1``, negated on even columns; without them
+  ``x' = x`` (RoFormer's numerator-only rotation, see linear_attention.py).
 
 fp32 inputs use IEEE fp32 dots (not TF32) so the kernel can serve as a reference; bf16/fp16
 inputs use tensor-core dots with fp32 accumulation. Runs on CUDA tensors, or on CPU tensors in
@@ -21,7 +24,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ._triton_selective_scan import interpreting
-from .linear_attention import _check
+from .linear_attention import _args, _check
 
 
 @triton.jit
@@ -87,12 +90,23 @@ def _causal_fwd_kernel(
 
 
 @triton.jit
+def _rotated(x_ptr, rows, offs_k, s_k, mask, x, cos_ptr, sin_ptr, tab):
+    # x cos + rotate_pairs(x) sin, rotate_pairs(x)[m] = -x[m+1] (m even), x[m-1] (m odd).
+    partner = tl.load(x_ptr + rows + ((offs_k ^ 1) * s_k)[None, :], mask=mask, other=0.0).to(tl.float32)
+    sign = tl.where(offs_k % 2 == 0, -1.0, 1.0)
+    cos = tl.load(cos_ptr + tab, mask=mask, other=0.0).to(tl.float32)
+    sin = tl.load(sin_ptr + tab, mask=mask, other=0.0).to(tl.float32)
+    return x * cos + partner * sign[None, :] * sin
+
+
+@triton.jit
 def _non_causal_fwd_kernel(
-    q_ptr, k_ptr, v_ptr, o_ptr,
+    q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, o_ptr,
     t, dk, dv, scale, eps,
     s_qbh, s_qt, s_qk,
     s_vbh, s_vt, s_vv,
-    IEEE: tl.constexpr,
+    s_rt, s_rk,
+    HAS_ROPE: tl.constexpr, IEEE: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     pid_bh = tl.program_id(0)
@@ -108,44 +122,45 @@ def _non_causal_fwd_kernel(
     for start in range(0, t, BLOCK_T):
         offs_t = start + offs_i
         mask_t = offs_t < t
-        k = tl.load(k_ptr + pid_bh * s_qbh + offs_t[:, None] * s_qt + offs_k[None, :] * s_qk,
-                    mask=mask_t[:, None] & mask_k[None, :], other=0.0)
+        mask_tk = mask_t[:, None] & mask_k[None, :]
+        rows = pid_bh * s_qbh + offs_t[:, None] * s_qt
+        k = tl.load(k_ptr + rows + offs_k[None, :] * s_qk, mask=mask_tk, other=0.0).to(tl.float32)
         v = tl.load(v_ptr + pid_bh * s_vbh + offs_t[:, None] * s_vt + offs_v[None, :] * s_vv,
-                    mask=mask_t[:, None] & mask_v[None, :], other=0.0)
+                    mask=mask_t[:, None] & mask_v[None, :], other=0.0).to(tl.float32)
+        k_sum += tl.sum(k, 0)
+        if HAS_ROPE:
+            tab = offs_t[:, None] * s_rt + offs_k[None, :] * s_rk
+            k = _rotated(k_ptr, rows, offs_k, s_qk, mask_tk, k, cos_ptr, sin_ptr, tab)
         if IEEE:
             kv += tl.dot(tl.trans(k), v, input_precision="ieee")
         else:
             kv += tl.dot(tl.trans(k), v)
-        k_sum += tl.sum(k.to(tl.float32), 0)
 
     for start in range(0, t, BLOCK_T):
         offs_t = start + offs_i
         mask_t = offs_t < t
-        q = tl.load(q_ptr + pid_bh * s_qbh + offs_t[:, None] * s_qt + offs_k[None, :] * s_qk,
-                    mask=mask_t[:, None] & mask_k[None, :], other=0.0).to(tl.float32) * scale
+        mask_tk = mask_t[:, None] & mask_k[None, :]
+        rows = pid_bh * s_qbh + offs_t[:, None] * s_qt
+        q = tl.load(q_ptr + rows + offs_k[None, :] * s_qk, mask=mask_tk, other=0.0).to(tl.float32)
+        den = tl.sum(q * k_sum[None, :], 1) * scale + eps
+        if HAS_ROPE:  # the normalizer above keeps the un-rotated q
+            tab = offs_t[:, None] * s_rt + offs_k[None, :] * s_rk
+            q = _rotated(q_ptr, rows, offs_k, s_qk, mask_tk, q, cos_ptr, sin_ptr, tab)
+        q = q * scale
         if IEEE:
             num = tl.dot(q, kv, input_precision="ieee")
         else:
             num = tl.dot(q, kv)
-        den = tl.sum(q * k_sum[None, :], 1) + eps
         o_off = pid_bh * s_vbh + offs_t[:, None] * s_vt + offs_v[None, :] * s_vv
         tl.store(o_ptr + o_off, (num / den[:, None]).to(o_ptr.dtype.element_ty),
                  mask=mask_t[:, None] & mask_v[None, :])
 
 
-def linear_attention_triton(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    causal: bool = False,
-    log_decay: Tensor | None = None,
-    scale: float = 1.0,
-    eps: float = 1e-6,
-    block_t: int = 64,
-) -> Tensor:
-    """Run the Triton kernel (CUDA, or CPU tensors under TRITON_INTERPRET=1)."""
-    _check(q, k, v, causal, log_decay)
+def linear_attention_triton(q: Tensor, k: Tensor, v: Tensor, *, block_t: int = 64, **options) -> Tensor:
+    """Run the Triton kernel (CUDA, or CPU tensors under TRITON_INTERPRET=1); ``options`` are
+    the fields of ``LinearAttentionArgs``, ``block_t`` the tokens per tile."""
+    a = _args(options)
+    _check(q, k, v, a)
     if q.device.type == "cpu" and not interpreting():
         raise RuntimeError(
             "linear_attention_triton got CPU tensors; set TRITON_INTERPRET=1 before triton is imported "
@@ -167,21 +182,26 @@ def linear_attention_triton(
     block_v = max(16, min(64, triton.next_power_of_2(dv)))
     block_t = max(16, triton.next_power_of_2(block_t))
     grid = (b * h, triton.cdiv(dv, block_v))
-    if causal:
-        g = log_decay.reshape(b * h, t) if log_decay is not None else q3
+    if a.causal:
+        g = a.log_decay.reshape(b * h, t) if a.log_decay is not None else q3
         _causal_fwd_kernel[grid](
-            q3, k3, v3, g, out, t, dk, dv, float(scale),
+            q3, k3, v3, g, out, t, dk, dv, float(a.scale),
             q3.stride(0), q3.stride(1), q3.stride(2),
             v3.stride(0), v3.stride(1), v3.stride(2),
             g.stride(0), g.stride(1),
-            HAS_DECAY=log_decay is not None, IEEE=ieee,
+            HAS_DECAY=a.log_decay is not None, IEEE=ieee,
             BLOCK_T=block_t, BLOCK_K=block_k, BLOCK_V=block_v,
         )
     else:
+        has_rope = a.rope_cos is not None
+        cos, sin = (a.rope_cos, a.rope_sin) if has_rope else (q3[0], q3[0])
+        if has_rope and cos.stride() != sin.stride():
+            cos, sin = cos.contiguous(), sin.contiguous()
         _non_causal_fwd_kernel[grid](
-            q3, k3, v3, out, t, dk, dv, float(scale), float(eps),
+            q3, k3, v3, cos, sin, out, t, dk, dv, float(a.scale), float(a.eps),
             q3.stride(0), q3.stride(1), q3.stride(2),
             v3.stride(0), v3.stride(1), v3.stride(2),
-            IEEE=ieee, BLOCK_T=block_t, BLOCK_K=block_k, BLOCK_V=block_v,
+            cos.stride(0), cos.stride(1),
+            HAS_ROPE=has_rope, IEEE=ieee, BLOCK_T=block_t, BLOCK_K=block_k, BLOCK_V=block_v,
         )
     return out.view(b, h, t, dv)

@@ -7,5 +7,6 @@ from edgeml.models import (  # noqa: F401  (imported for their @register_model s
     fastvit,
     mobilemamba,
     mobilenet,
+    ravlt,
     vit,
 )
