@@ -136,7 +136,7 @@ def test_failed_export_leaves_nothing_and_keeps_the_good_artifact(capsys, good, 
     def broken_lowering(exported):
         raise RuntimeError("simulated failure in the XNNPACK partitioner")
 
-    monkeypatch.setattr("edgeml.export.pte.lower_to_pte", broken_lowering)
+    monkeypatch.setattr("edgeml.backends.xnnpack.lowering.lower_to_pte", broken_lowering)
     line = _one_line_error(capsys, main(["export", MODEL, "--resolution", RES, "--output-dir", str(out)]))
     assert "lowering to ExecuTorch failed" in line
     assert target.read_bytes() == b"previous good artifact"
@@ -157,3 +157,55 @@ def test_api_errors_are_edgeml_errors(tmp_path):
         edgeml_export.export(MODEL, format="tflite", output_dir=tmp_path)
     with pytest.raises(EdgeMLError):
         edgeml_export.export(MODEL, quantize="int3", output_dir=tmp_path)
+
+
+def _junk_checkpoint(folder, kind: str):
+    """Files users pass as --checkpoint that are not a torch.save state_dict."""
+    import argparse
+
+    import numpy as np
+    import torch
+
+    path = folder / {"text": "weights.pth", "empty": "empty.pth", "json": "config.json", "npy": "weights.npy",
+                     "npz": "weights.npz", "folder": "ckpt_dir", "objects": "train_state.pth",
+                     "truncated": "cut.pth", "list": "list.pth"}[kind]
+    if kind == "text":
+        path.write_text("hello, this is a README saved under the wrong name\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "json":
+        path.write_text('{"model": "mobilenetv2", "width": 1.0}')
+    elif kind == "npy":
+        np.save(path, np.zeros((3, 3), dtype=np.float32))
+    elif kind == "npz":
+        np.savez(path, w=np.zeros(3))
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "objects":  # a training checkpoint with its argparse options: weights_only refuses it
+        torch.save({"model": {"w": torch.zeros(2)}, "args": argparse.Namespace(lr=0.1)}, path)
+    elif kind == "truncated":
+        torch.save({"w": torch.zeros(4096)}, folder / "full.pth")
+        path.write_bytes((folder / "full.pth").read_bytes()[:3000])
+    elif kind == "list":
+        torch.save([torch.zeros(2)], path)
+    return path
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("text", "it is a text file, not a checkpoint"),
+    ("empty", "the file is empty"),
+    ("json", "it is a JSON file, not a checkpoint"),
+    ("npy", "it is a NumPy array (.npy)"),
+    ("npz", "zip archive but not one torch.save wrote"),
+    ("folder", "is a folder; pass the checkpoint file"),
+    ("objects", "Python objects (argparse.Namespace)"),
+    ("truncated", "torch.save archive (truncated or corrupt?)"),
+    ("list", "holds no state_dict"),
+])
+def test_junk_checkpoint(capsys, tmp_path, kind, expected):
+    junk = _junk_checkpoint(tmp_path, kind)
+    out = tmp_path / "out"
+    line = _one_line_error(capsys, main(["export", MODEL, "--checkpoint", str(junk), "--output-dir", str(out)]))
+    assert expected in line and junk.name in line, line
+    assert "internal error" not in line
+    assert not out.exists()
