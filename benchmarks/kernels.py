@@ -1,4 +1,4 @@
-"""Benchmarks for edgeml.kernels (issue 3): selective scan and linear attention.
+"""Benchmarks for edgeml.kernels: selective scan and linear attention.
 
 CPU part (always): the chunked plain-aten form (the CPU kernel and export decomposition) against
 the sequential loop and the quadratic form, side by side in one run, at MobileMamba-like shapes

@@ -1,4 +1,4 @@
-"""MobileMamba (issue 5): every variant through the pipeline, and the chunked scan vs the loop.
+"""MobileMamba: every variant through the pipeline, and the chunked scan vs the loop.
 
 Part 1, per variant and artifact (pte/onnx x fp32/int8; int8 keeps the most sensitive layers in
 fp32 until the edge runtime measures >= 25 dB, as ``edgeml export --min-sqnr 25`` does, and the

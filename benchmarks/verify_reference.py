@@ -1,4 +1,4 @@
-"""Throughput of verify's references (issue 10): images/s of the PyTorch reference forms.
+"""Throughput of verify's references: images/s of the PyTorch reference forms.
 
 Rows, timed round-robin in one run (one batch of each per round, median per row):
 

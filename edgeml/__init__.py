@@ -2,7 +2,7 @@
 
     model zoo -> passes -> quantize -> lower -> artifact (.pte / .onnx + manifest)
 
-See DESIGN.md for the layout and the contracts between the parts.
+See docs/DESIGN.md for the layout and the contracts between the parts.
 """
 from edgeml.errors import EdgeMLError
 from edgeml.models import create_model, list_models

@@ -44,7 +44,7 @@ from edgeml.dynres.tiling import DEFAULT_TILE, candidate_grids, internvl_grids, 
 SCHEMA = "edgeml-tile-cases/1"
 DEFAULT_OUT = Path("android_demo/app/src/test/resources/tile_cases.json")
 
-# BlueLM-V-3B Fig. 3/9 cases and the 800x600 row of the issue (tile 384, grids up to 3x3,
+# BlueLM-V-3B Fig. 3/9 cases and an 800x600 image (tile 384, grids up to 3x3,
 # InternVL at most 6 tiles).
 ISSUE_TABLE = ((394, 390), (380, 393), (380, 76), (500, 102), (800, 600))
 EDGE_SIZES = (
