@@ -142,9 +142,11 @@ def _pair_rotation(d: int, like: Tensor) -> Tensor:
 
 def rotate_pairs(x: Tensor) -> Tensor:
     """``(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...)`` over the last axis, as a product with a
-    constant signed permutation matrix: one matmul, where strided slices and a stack would not
-    delegate to XNNPACK (the matrix is built from ``arange`` and folds to a constant on export)."""
-    return torch.matmul(x, _pair_rotation(x.shape[-1], x))
+    constant signed permutation matrix: one 2-D matmul over all rows, where strided slices and a
+    stack (or a broadcast batched matmul) would not delegate to XNNPACK (the matrix is built from
+    ``arange`` and folds to a constant on export)."""
+    d = x.shape[-1]
+    return torch.mm(x.reshape(-1, d), _pair_rotation(d, x)).view(x.shape)
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -160,17 +162,22 @@ def _rope_by_slices(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 def _non_causal(q: Tensor, k: Tensor, v: Tensor, a: LinearAttentionArgs) -> Tensor:
-    q = q.float() * a.scale
-    k, v = k.float(), v.float()
+    # 3-D batched products over (b*h): a 4-D matmul exports with expand copies that XNNPACK
+    # does not take. The key sum is a product with ones (a constant once folded), not a sum
+    # over tokens (portable in a .pte), and so is the normalizer.
+    b, h, t, dk = q.shape
+    q = q.float().reshape(b * h, t, dk) * a.scale
+    k = k.float().reshape(b * h, t, dk)
+    v = v.float().reshape(b * h, t, v.shape[-1])
     q_num, k_num = q, k
     if a.rope_cos is not None:
         cos, sin = a.rope_cos.float(), a.rope_sin.float()
         q_num, k_num = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    kv = torch.matmul(k_num.transpose(-1, -2), v)  # (b, h, dk, dv)
-    k_sum = k.sum(-2, keepdim=True)  # (b, h, 1, dk)
-    num = torch.matmul(q_num, kv)
-    den = (q * k_sum).sum(-1, keepdim=True)
-    return num / (den + a.eps)
+    kv = torch.bmm(k_num.transpose(1, 2), v)  # (b*h, dk, dv)
+    k_sum = torch.bmm(k.transpose(1, 2), k.new_ones(b * h, t, 1))  # (b*h, dk, 1)
+    num = torch.bmm(q_num, kv)
+    den = torch.bmm(q, k_sum)  # (b*h, t, 1)
+    return (num / (den + a.eps)).unflatten(0, (b, h))
 
 
 def linear_attention_naive(q: Tensor, k: Tensor, v: Tensor, **options) -> Tensor:

@@ -69,6 +69,13 @@ SPECS = {
 }
 
 
+def elu_plus_one(x: torch.Tensor) -> torch.Tensor:
+    """``ELU(x) + 1`` as ``relu(x) + exp(min(x, 0))``: the same function (exact for x > 0, and
+    ``exp(x)`` rather than ``(exp(x) - 1) + 1`` below), in ops XNNPACK takes (ExecuTorch 1.5 keeps
+    its ELU node disabled, so ``aten.elu`` would run as a portable kernel between partitions)."""
+    return F.relu(x) + torch.exp(torch.clamp(x, max=0.0))
+
+
 class RoPE(nn.Module):
     """2-D rotary tables for a (h, w) map: ``(cos, sin)``, each (h*w, head_dim), tokens row-major.
 
@@ -121,8 +128,8 @@ class RavltAttention(nn.Module):
         self.proj = nn.Conv2d(dim, dim, 1)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(b, C, H, W) -> (b, n, d, H*W): channel-first heads, no copy."""
-        return x.flatten(2).unflatten(1, (self.num_heads, self.head_dim))
+        """(b, C, H, W) -> (b*n, d, H*W): channel-first heads."""
+        return x.flatten(2).unflatten(1, (self.num_heads, self.head_dim)).flatten(0, 1)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         c = self.dim
@@ -133,26 +140,29 @@ class RavltAttention(nn.Module):
             out = self._linear(q, k, v, cos, sin)
         else:
             out = self._softmax(q, k, v, cos, sin)
-        # (b, n, t, d) -> (b, C, H, W)
-        out = out.transpose(-1, -2).flatten(1, 2).unflatten(-1, x.shape[2:])
+        # (b*n, t, d) -> (b, C, H, W)
+        out = out.transpose(1, 2).unflatten(0, (-1, self.num_heads)).flatten(1, 2).unflatten(-1, x.shape[2:])
         return self.proj((out + lepe) * gate)
 
     def _linear(self, q, k, v, cos, sin):
-        q, k = F.elu(q) + 1.0, F.elu(k) + 1.0
-        # The query mean as a global average pool, per head (b, n, 1, d), and the key weights
-        # alpha as a softmax over tokens of its product with every key: (b, n, 1, t).
-        q_mean = self._heads(q.mean((2, 3), keepdim=True)).transpose(-1, -2)
-        k_heads = self._heads(k)  # (b, n, d, t)
-        alpha = torch.softmax(torch.matmul(q_mean * self.scale, k_heads), dim=-1)
+        # 3-D batched products over (b*n) throughout: 4-D matmuls export with expand copies
+        # that XNNPACK does not take.
+        q, k = elu_plus_one(q), elu_plus_one(k)
+        # The query mean as a global average pool (b*n, 1, d), and the key weights alpha as a
+        # softmax over tokens of its product with every key (b*n, 1, t).
+        q_mean = self._heads(q.mean((2, 3), keepdim=True)).transpose(1, 2)
+        k_heads = self._heads(k)  # (b*n, d, t)
+        alpha = torch.softmax(torch.bmm(q_mean * self.scale, k_heads), dim=-1)
         k_heads = k_heads * alpha
-        q_t, k_t, v_t = (t.transpose(-1, -2) for t in (self._heads(q), k_heads, self._heads(v)))
-        return linear_attention(q_t, k_t, v_t, rope_cos=cos, rope_sin=sin)
+        n = self.num_heads
+        q_t, k_t, v_t = (t.transpose(1, 2).unflatten(0, (-1, n)) for t in (self._heads(q), k_heads, self._heads(v)))
+        return linear_attention(q_t, k_t, v_t, rope_cos=cos, rope_sin=sin).flatten(0, 1)
 
     def _softmax(self, q, k, v, cos, sin):
-        q, k, v = (self._heads(t).transpose(-1, -2) for t in (q, k, v))  # (b, n, t, d)
+        q, k, v = (self._heads(t).transpose(1, 2) for t in (q, k, v))  # (b*n, t, d)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        attn = torch.softmax(torch.matmul(q * self.scale, k.transpose(-1, -2)), dim=-1)
-        return torch.matmul(attn, v)
+        attn = torch.softmax(torch.bmm(q * self.scale, k.transpose(1, 2)), dim=-1)
+        return torch.bmm(attn, v)
 
 
 class FeedForward(nn.Module):
