@@ -4,8 +4,11 @@
 
 See docs/DESIGN.md for the layout and the contracts between the parts.
 """
+from edgeml import _warnings
 from edgeml.errors import EdgeMLError
 from edgeml.models import create_model, list_models
+
+_warnings.install()  # third-party messages known to be harmless (listed in edgeml/_warnings.py)
 
 __version__ = "0.1.0"
 
