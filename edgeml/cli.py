@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "edgeml.commands",
     "edgeml.dynres.cli",
     "edgeml.quantize.cli",
+    "edgeml.aarch64.cli",
 )
 
 

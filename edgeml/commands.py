@@ -79,6 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=int, action="append",
                    help="input size to verify at (repeatable; for dynamic-resolution artifacts)")
     p.add_argument("--json", type=Path, help="write the full report here")
+    from edgeml.aarch64.cli import CPU_HELP
+
+    p.add_argument("--on", choices=("host", "aarch64"), default="host",
+                   help="where the program runs: here, or also on emulated ARM CPUs under qemu-user, compared "
+                   "with the reference and with the run here (build that once with `edgeml setup-aarch64`)")
+    p.add_argument("--cpu", action="append", metavar="PROFILE", help=CPU_HELP)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("encode", help="run the dynamic-resolution tile front end on an image (host)")
@@ -309,6 +315,12 @@ def _print_quantization(q: dict) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if args.on == "aarch64":
+        from edgeml.aarch64.cli import cmd_verify_aarch64
+
+        return cmd_verify_aarch64(args)
+    if args.cpu:
+        raise UsageError("--cpu picks an emulated ARM CPU: use it with --on aarch64")
     if args.artifact.suffix.lower() == ".bpte":
         return _verify_bundle(args)
     from edgeml.runtime.verify import format_report, verify_artifact
