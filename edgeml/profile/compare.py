@@ -18,6 +18,9 @@ from edgeml.profile.host import ProfileReport, _example_inputs, host_device, ini
 from edgeml.runtime.runners import make_runner, open_artifact
 
 RATIO_KEYS = ("p50", "trimmed_mean", "mean")
+# How the statistics are named to people (legends, tables); the keys are the JSON's.
+STAT_LABELS = {"min": "min", "p50": "median (p50)", "p90": "p90", "mean": "mean",
+               "trimmed_mean": "trimmed mean (middle 80%)", "max": "max"}
 
 
 @dataclass

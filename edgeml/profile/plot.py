@@ -2,19 +2,23 @@
 
 * one artifact: per-operator time as horizontal bars (the 20 most expensive operators, delegated
   and portable in different colours) next to a histogram of the single-run latencies;
-* ``--compare``: the latency histograms of all artifacts overlaid, next to bars of the p50 and
-  trimmed-mean ratios against the first artifact;
+* ``--compare``: the latency histograms of all artifacts overlaid on the same bins (log-spaced,
+  on a log axis, when the latencies span more than ``LOG_BINS_ABOVE`` times), next to bars of the
+  median and trimmed-mean ratios against the first artifact;
 * ``--resolutions``: latency against input resolution (p50 with the min..p90 range).
 
-Every figure is ``FIGSIZE`` inches at ``DPI``, so the PNG is always ``PNG_SIZE`` pixels. A panel
-whose figures the report lacks (a phone's app reports no single runs) says why instead.
+Every figure is ``FIGSIZE`` inches at ``DPI``, so the PNG is always ``PNG_SIZE`` pixels, and is
+titled with the artifact(s) and the machine (``host.describe_device``). Statistics are named as
+in ``compare.STAT_LABELS``. A panel whose figures the report lacks (a phone's app reports no
+single runs) says why instead.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgeml.profile.host import ProfileReport
+from edgeml.profile.compare import STAT_LABELS
+from edgeml.profile.host import ProfileReport, describe_device
 
 FIGSIZE = (12.0, 5.0)
 DPI = 100
@@ -22,6 +26,32 @@ PNG_SIZE = (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
 DELEGATED_COLOR = "#1f77b4"
 PORTABLE_COLOR = "#d62728"
 TOP_OPS = 20
+HIST_BINS = 40
+LOG_BINS_ABOVE = 4.0  # max / min latency beyond which the shared bins are log-spaced
+RATIO_COLORS = {"p50": "#2ca02c", "trimmed_mean": "#9467bd"}
+
+
+def shared_bin_edges(samples: Sequence[Sequence[float]], bins: int = HIST_BINS) -> tuple[list[float], bool]:
+    """One set of histogram bin edges for every sample list, and whether they are log-spaced.
+
+    Overlaid histograms compare only on the same edges. Linear edges from the smallest to the
+    largest latency of all lists; when the largest is more than ``LOG_BINS_ABOVE`` times the
+    smallest, log-spaced edges (drawn on a log axis), so a fast artifact's runs are not squeezed
+    into one bin beside a slow one's.
+    """
+    values = [v for s in samples for v in s]
+    if not values:
+        raise ValueError("no samples to bin")
+    lo, hi = min(values), max(values)
+    if hi <= lo:  # every run took the same time: one narrow bin around it
+        pad = max(abs(lo) * 0.01, 1e-6)
+        lo, hi, bins = lo - pad, hi + pad, 1
+    if lo > 0 and hi / lo > LOG_BINS_ABOVE:
+        import math
+
+        a, b = math.log(lo), math.log(hi)
+        return [math.exp(a + (b - a) * i / bins) for i in range(bins + 1)], True
+    return [lo + (hi - lo) * i / bins for i in range(bins + 1)], False
 
 
 def _figure(ncols: int = 2):
@@ -82,53 +112,63 @@ def plot_report(report: ProfileReport, path: str | Path, top: int = TOP_OPS) -> 
         for key, style in (("p50", "-"), ("trimmed_mean", "--")):
             value = report.stats.get(key)
             if value is not None:
-                ax_hist.axvline(value, color="black", linestyle=style, label=f"{key} {value:.2f} ms")
+                ax_hist.axvline(value, color="black", linestyle=style, label=f"{STAT_LABELS[key]} {value:.2f} ms")
         ax_hist.legend(fontsize=8)
         ax_hist.set_xlabel("latency (ms)")
         ax_hist.set_ylabel("runs")
         ax_hist.set_title(f"latency of {len(report.latency_ms)} runs after {report.warmup} warm-up", fontsize=10)
     else:
         s = report.stats
-        figures = ", ".join(f"{k} {s[k]:.2f} ms" for k in ("mean", "trimmed_mean") if s.get(k) is not None)
+        figures = ", ".join(f"{STAT_LABELS[k]} {s[k]:.2f} ms" for k in ("mean", "trimmed_mean") if s.get(k) is not None)
         _message(ax_hist, "no single-run latencies: " + report.unavailable.get("latency_ms", "no data")
                  + (f"\n{figures}" if figures else ""))
-    fig.suptitle(f"{report.artifact} on {report.device.get('model') or report.device.get('processor', '')}",
-                 fontsize=11)
+    fig.suptitle(f"{report.artifact} on {describe_device(report.device)}", fontsize=11)
     return _save(plt, fig, path)
 
 
 def plot_comparison(reports: Sequence[ProfileReport], ratios: Sequence[dict], path: str | Path) -> Path:
-    """Overlaid latency histograms and bars of the ratios against the first artifact."""
+    """Overlaid latency histograms (the same bins for every artifact) and bars of the ratios against the first."""
     plt, fig, (ax_hist, ax_ratio) = _figure()
     with_runs = [r for r in reports if r.latency_ms]
     if with_runs:
-        lo = min(min(r.latency_ms) for r in with_runs)
-        hi = max(max(r.latency_ms) for r in with_runs)
-        bins = [lo + (hi - lo) * i / 40 for i in range(41)] if hi > lo else 10
+        edges, log = shared_bin_edges([r.latency_ms for r in with_runs])
         for r in with_runs:
-            ax_hist.hist(r.latency_ms, bins=bins, alpha=0.5, label=r.artifact[:40])
+            ax_hist.hist(r.latency_ms, bins=edges, alpha=0.5, label=r.artifact[:40])
+        if log:
+            from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+            ax_hist.set_xscale("log")
+            ax_hist.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax_hist.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax_hist.xaxis.set_minor_formatter(NullFormatter())
         ax_hist.legend(fontsize=7)
-        ax_hist.set_xlabel("latency (ms)")
+        ax_hist.set_xlabel("latency (ms" + (", log scale)" if log else ")"))
         ax_hist.set_ylabel("runs")
-        ax_hist.set_title("latency of the interleaved runs", fontsize=10)
+        runs = with_runs[0].runs
+        ax_hist.set_title(f"latency of {runs} interleaved runs each, same {len(edges) - 1} bins"
+                          + (" (log-spaced)" if log else ""), fontsize=10)
     else:
         _message(ax_hist, "no single-run latencies: " + reports[0].unavailable.get("latency_ms", "no data"))
     names = [str(row["artifact"])[:40] for row in ratios]
     y = list(range(len(names)))[::-1]
-    drawn = False
-    for offset, key, color in ((-0.2, "p50", "#2ca02c"), (0.2, "trimmed_mean", "#9467bd")):
+    drawn, largest = False, 1.0
+    for offset, key in ((-0.2, "p50"), (0.2, "trimmed_mean")):
         values = [row[key] for row in ratios]
         if all(v is not None for v in values):
-            ax_ratio.barh([v + offset for v in y], values, height=0.4, color=color, label=key)
-            drawn = True
+            bars = ax_ratio.barh([v + offset for v in y], values, height=0.4, color=RATIO_COLORS[key],
+                                 label=STAT_LABELS[key])
+            ax_ratio.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+            drawn, largest = True, max(largest, *values)
     if drawn:
+        ax_ratio.set_xlim(0, largest * 1.12)  # room for the value labels
         ax_ratio.axvline(1.0, color="black", linewidth=0.8)
         ax_ratio.set_yticks(y, names, fontsize=7)
         ax_ratio.set_xlabel(f"latency / latency of {names[0]}")
         ax_ratio.legend(fontsize=8)
-        ax_ratio.set_title("ratios against the first artifact", fontsize=10)
+        ax_ratio.set_title("ratios against the first artifact (below 1 = faster)", fontsize=10)
     else:
         _message(ax_ratio, "no ratios to draw")
+    fig.suptitle(f"{len(reports)} artifacts compared on {describe_device(reports[0].device)}", fontsize=11)
     return _save(plt, fig, path)
 
 
@@ -148,4 +188,5 @@ def plot_resolutions(reports: Sequence[ProfileReport], path: str | Path) -> Path
     ax_mp.set_xlabel("input resolution (px, square)")
     ax_mp.set_ylabel("p50 ms per megapixel")
     ax_mp.set_title("cost per pixel", fontsize=10)
+    fig.suptitle(f"{reports[0].artifact} on {describe_device(reports[0].device)}", fontsize=11)
     return _save(plt, fig, path)

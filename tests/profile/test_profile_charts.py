@@ -13,7 +13,9 @@ from profile_helpers import tiny_pte
 
 from edgeml.cli import main
 from edgeml.errors import InputShapeError
-from edgeml.profile.compare import compare_on_host, interleaved_order
+from edgeml.profile import plot
+from edgeml.profile.compare import STAT_LABELS, Comparison, compare_on_host, interleaved_order
+from edgeml.profile.host import ProfileReport, describe_device, latency_stats
 from edgeml.profile.plot import DELEGATED_COLOR, PNG_SIZE, PORTABLE_COLOR
 from edgeml.profile.resolution import sweep_resolutions
 
@@ -153,3 +155,69 @@ def test_usage_errors(tiny, capsys):
         assert main(argv) != 0
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and expected in err[0], (argv, err)
+
+
+def _report(name: str, latency_ms: list[float], device: dict) -> ProfileReport:
+    return ProfileReport(artifact=name, model=name.split("_")[0], format="pte", quantization="none", device=device,
+                         threads=None, runs=len(latency_ms), warmup=0, load_ms=1.0, latency_ms=latency_ms,
+                         stats=latency_stats(latency_ms), delegation={}, peak_rss_mb=None, rss_increase_mb=None)
+
+
+def _drawn(monkeypatch):
+    """Figures the plot functions would save, kept open for inspection."""
+    figures = []
+    monkeypatch.setattr(plot, "_save", lambda plt, fig, path: figures.append(fig))
+    return figures
+
+
+def _edges(container) -> list[float]:
+    bars = list(container)
+    return [b.get_x() for b in bars] + [bars[-1].get_x() + bars[-1].get_width()]
+
+
+@pytest.mark.parametrize("slow_ms, log", [(1.3, False), (20.0, True)], ids=["close", "far-apart"])
+def test_compare_chart_same_bins_machine_in_title_readable_legend(monkeypatch, slow_ms, log):
+    device = {"kind": "host", "processor": "Example CPU 9000", "cores": 8}
+    fast = [1.0 + 0.01 * i for i in range(30)]
+    slow = [slow_ms + 0.05 * slow_ms * (i % 7) for i in range(30)]
+    reports = [_report("a_xnnpack_fp32.pte", fast, device), _report("b_xnnpack_fp32.pte", slow, device)]
+    figures = _drawn(monkeypatch)
+    ratios = Comparison(reports, 30, "interleaved").ratios()
+    plot.plot_comparison(reports, ratios, "cmp.png")
+    [fig] = figures
+    ax_hist, ax_ratio = fig.axes
+    first, second = ax_hist.containers
+    assert _edges(first) == pytest.approx(_edges(second))  # one set of bins for both histograms
+    widths = [b.get_width() for b in first]
+    assert bool(max(widths) / min(widths) > 1.5) is log  # log-spaced only when the latencies are far apart
+    assert ax_hist.get_xscale() == ("log" if log else "linear")
+    assert sum(b.get_height() for b in first) == 30 and sum(b.get_height() for b in second) == 30
+    title = fig._suptitle.get_text()
+    assert describe_device(device) in title and "Example CPU 9000 (8 cores)" in title
+    labels = [t.get_text() for t in ax_ratio.get_legend().get_texts()]
+    assert labels == [STAT_LABELS["p50"], STAT_LABELS["trimmed_mean"]] == ["median (p50)", "trimmed mean (middle 80%)"]
+    assert [t.get_text() for t in ax_hist.get_legend().get_texts()] == [r.artifact for r in reports]
+
+
+def test_single_and_resolution_charts_name_the_machine_and_the_statistics(monkeypatch):
+    device = {"kind": "adb", "brand": "google", "model": "Pixel 8", "abi": "arm64-v8a", "soc": "Tensor G3",
+              "os": "Android 14", "serial": "R5CT12345"}
+    report = _report("a_xnnpack_fp32.pte", [2.0 + 0.1 * i for i in range(20)], device)
+    report.input_shapes = [[1, 3, 64, 64]]
+    figures = _drawn(monkeypatch)
+    plot.plot_report(report, "one.png")
+    plot.plot_resolutions([report], "res.png")
+    for fig in figures:
+        assert describe_device(device) in fig._suptitle.get_text()
+    legend = [t.get_text() for t in figures[0].axes[1].get_legend().get_texts()]
+    assert [text.rsplit(" ", 2)[0] for text in legend] == ["median (p50)", "trimmed mean (middle 80%)"]
+    assert not any("_" in text for text in legend)
+
+
+def test_shared_bin_edges():
+    edges, log = plot.shared_bin_edges([[1.0, 2.0], [1.5, 3.0]], bins=4)
+    assert edges == pytest.approx([1.0, 1.5, 2.0, 2.5, 3.0]) and not log
+    edges, log = plot.shared_bin_edges([[1.0], [100.0]], bins=2)
+    assert edges == pytest.approx([1.0, 10.0, 100.0]) and log
+    edges, log = plot.shared_bin_edges([[5.0, 5.0], [5.0]])
+    assert len(edges) == 2 and edges[0] < 5.0 < edges[1]
