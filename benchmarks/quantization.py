@@ -154,7 +154,7 @@ def reusable_artifact(folder: Path, name: str, quantize: str, resolution: int | 
 
 def _has_layernorms(name: str) -> bool:
     """Whether edgeml's LayerNorm pass rewrites any norm of ``name`` (random init, no export)."""
-    from edgeml.export.passes.layernorm import count_lowerable_layernorms
+    from edgeml.backends.xnnpack.passes.layernorm import count_lowerable_layernorms
     from edgeml.models import create_model
 
     return count_lowerable_layernorms(create_model(name)) > 0

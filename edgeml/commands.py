@@ -15,6 +15,8 @@ from edgeml.errors import UsageError
 # The profile command's phone apps (edgeml.profile.adb.APPS; listed here so --help imports no torch).
 APPS_CHOICES = ("minibench", "edgeml-demo")
 EXPORT_STAGES = ("build", "passes", "capture", "quantize", "lower", "parity", "write")
+MODEL_HELP = ("a zoo name (`edgeml list`), FILE.py:CALLABLE, package.module:CALLABLE or a Hugging Face model "
+              "directory")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,14 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("export", help="export a zoo model to .pte or .onnx with a manifest")
-    p.add_argument("model", help="zoo model name (see `edgeml list`)")
+    p = sub.add_parser("export", help="compile a model to .pte or .onnx with a manifest",
+                       description="Compile a model into an on-device program and its manifest. MODEL is a zoo "
+                       "name (`edgeml list`), FILE.py:CALLABLE or package.module:CALLABLE (CALLABLE returns an "
+                       "nn.Module; --model-arg passes it keyword arguments), or a Hugging Face model directory "
+                       "(config.json and weights, as save_pretrained writes them; needs the hf extra).")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--format", choices=("pte", "onnx"), default="pte")
     _add_quantize_options(p)
-    p.add_argument("--resolution", type=int, help="square input size (default: the model's)")
-    p.add_argument("--checkpoint", type=Path, help="official checkpoint (state_dict) to load")
+    add_model_options(p)
     p.add_argument("--output-dir", type=Path, default=Path("artifacts"))
-    p.add_argument("--seed", type=int, default=0, help="random-init seed when no checkpoint is given")
     p.add_argument("--verify", action="store_true",
                    help="fail (and write nothing) if parity is below the threshold: --min-sqnr, or the "
                    "scheme's default (60 dB fp32, 25 dB int8 and int8-dynamic, 12 dB 8da4w)")
@@ -46,8 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "kept in fp32")
     p.add_argument("--images", type=Path, help="images for the parity check (default: samples)")
     p.add_argument("--profile", action="store_true", help="profile the artifact on this machine after export")
-    p.add_argument("--tiles-per-batch", type=int, default=1, metavar="N",
-                   help="batch of the exported program (a tile encoder runs N tiles at a time; BlueLM uses 4)")
+    p.add_argument("--tiles-per-batch", "--batch", dest="tiles_per_batch", type=int, metavar="N",
+                   help="batch of the exported program (default: 1, or --input-shape's N; a tile encoder runs N "
+                   "tiles at a time, BlueLM uses 4)")
     p.add_argument("--dynamic-batch", action="store_true",
                    help="make the batch dimension dynamic, 1..--tiles-per-batch")
     p.add_argument("--dynamic-resolution", metavar="MIN:MAX", type=_resolution_range,
@@ -86,6 +91,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "with the reference and with the run here (build that once with `edgeml setup-aarch64`)")
     p.add_argument("--cpu", action="append", metavar="PROFILE", help=CPU_HELP)
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("predict", help="run an artifact on images and print the top classes by name",
+                       description="Run a classifier artifact here on images and print its most probable classes, "
+                       "named by the manifest's labels (--labels at export, a Hugging Face id2label, or the zoo's "
+                       "ImageNet classes).")
+    p.add_argument("artifact", type=Path, help=".pte or .onnx exported by edgeml")
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="classes per image (default 5)")
+    p.add_argument("--json", type=Path, help="write the predictions here")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("encode", help="run the dynamic-resolution tile front end on an image (host)")
     p.add_argument("image", type=Path)
@@ -175,6 +190,72 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """What edgeml needs to know about a model it did not define (export and quantize-report)."""
+    g = p.add_argument_group("model", "what edgeml cannot read from a model it did not define; a zoo entry or a "
+                             "Hugging Face directory answers most of it")
+    g.add_argument("--model-arg", action="append", default=[], type=_model_arg, metavar="KEY=VALUE",
+                   help="keyword argument for the model's callable (repeatable; VALUE is read as a Python literal, "
+                   "else as a string)")
+    g.add_argument("--input-shape", type=_input_shape, metavar="NxCxHxW",
+                   help="the input the model takes, e.g. 1x3x224x224 (required for a callable)")
+    g.add_argument("--resolution", type=int, help="square input size (default: the model's)")
+    g.add_argument("--checkpoint", type=Path, help="weights to load (a state_dict; official keys for zoo models)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="random-init seed when no checkpoint is given (a callable is called under it)")
+    g.add_argument("--mean", type=_three_floats, metavar="R,G,B", help="input normalization mean (0..1 scale)")
+    g.add_argument("--std", type=_three_floats, metavar="R,G,B", help="input normalization std (0..1 scale)")
+    g.add_argument("--resize", type=int, metavar="N",
+                   help="resize the shorter side to N, then center-crop to the input size (default: crop the "
+                   "largest center square)")
+    g.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line (recorded in the manifest)")
+    g.add_argument("--num-classes", type=int, metavar="N",
+                   help="a zoo model with an N-class head (a fine-tuned checkpoint); its manifest then names no "
+                   "ImageNet labels")
+    g.add_argument("--name", help="the artifact's model name (default: from MODEL)")
+
+
+def model_options_from_args(args: argparse.Namespace):
+    from edgeml.models.source import ModelOptions
+
+    return ModelOptions(kwargs=dict(args.model_arg), checkpoint=args.checkpoint, seed=args.seed,
+                        input_shape=args.input_shape, resolution=args.resolution, mean=args.mean, std=args.std,
+                        resize=args.resize, labels=args.labels, num_classes=args.num_classes, name=args.name)
+
+
+def _model_arg(text: str) -> tuple[str, Any]:
+    import ast
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a Python name, got {text!r}")
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = value
+    return key.strip(), parsed
+
+
+def _input_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NxCxHxW, e.g. 1x3x224x224, got {text!r}") from None
+    if len(shape) != 4 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected four sizes >= 1 (NxCxHxW), got {text!r}")
+    return shape
+
+
+def _three_floats(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three numbers R,G,B, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
 def _add_quantize_options(p: argparse.ArgumentParser) -> None:
     from edgeml.quantize.schemes import SCHEME_INFO
 
@@ -249,28 +330,27 @@ def _layer_names(text: str) -> list[str]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from edgeml.export import export
+    from edgeml.progress import StageProgress
 
     verify = args.verify or args.min_sqnr is not None
     fallback = args.min_sqnr is not None and args.quantize != "none" and args.max_fp32_layers != 0
     if args.max_fp32_layers is not None and (args.min_sqnr is None or args.max_fp32_layers < 0):
         raise UsageError("--max-fp32-layers N takes N >= 0 and goes with --min-sqnr")
+    if args.resolution is not None and args.resolution < 1:
+        raise UsageError(f"--resolution must be a positive input size, not {args.resolution}")
     stages = [s for s in EXPORT_STAGES if s != "quantize" or args.quantize != "none"]
-    with _quiet(), _bar(len(stages), f"export {args.model}") as bar:
-        def progress(stage: str) -> None:
-            bar.set_description(f"export {args.model}: {stage}")
-            bar.update(1)
-
+    options = model_options_from_args(args)
+    with _quiet(), StageProgress(f"export {args.model}", total=len(stages)) as progress:
         on_layer = layer_progress("sensitivity, one layer at a time")
         threshold = None
         if verify:
-            from edgeml.export import DEFAULT_MIN_SQNR
+            from edgeml.quantize.schemes import default_min_sqnr
 
-            threshold = args.min_sqnr if args.min_sqnr is not None else DEFAULT_MIN_SQNR[args.quantize]
+            threshold = args.min_sqnr if args.min_sqnr is not None else default_min_sqnr(args.quantize)
         artifact = export(
-            args.model, format=args.format, quantize=args.quantize, resolution=args.resolution,
-            checkpoint=args.checkpoint, calibration=args.calibration,
-            calibration_images=args.calibration_images, output_dir=args.output_dir,
-            verify_images=args.images, min_sqnr=threshold, seed=args.seed, progress=progress,
+            args.model, format=args.format, quantize=args.quantize, model_options=options,
+            calibration=args.calibration, calibration_images=args.calibration_images, output_dir=args.output_dir,
+            verify_images=args.images, min_sqnr=threshold, progress=progress,
             batch=args.tiles_per_batch, dynamic_batch=args.dynamic_batch,
             dynamic_resolution=args.dynamic_resolution, bundle=args.bundle,
             observer=args.observer, group_size=args.group_size, fp32_fallback=fallback,
@@ -293,6 +373,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     _print_quantization(m.quantization)
     if verify:
         print(f"  verify: PASS (>= {m.parity['threshold_db']:g} dB)")
+    for note in artifact.notes:
+        print(f"  note: {note}")
+    for warning in artifact.warnings:
+        print(f"edgeml export: warning: {warning}", file=sys.stderr)
     if args.profile:
         return _profile(artifact.path, runs=50, warmup=5, threads=None, per_op=True, json_path=None)
     return 0
@@ -355,6 +439,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
         atomic_write_json(args.json, {"artifact": str(report.artifact), "threshold_db": report.threshold_db,
                                       "passed": report.passed, **report.parity})
     return 0 if report.passed else 3
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from edgeml.runtime.predict import format_predictions, predict
+
+    with _quiet():
+        predictions = predict(args.artifact, args.images, top=args.top)
+    print(format_predictions(predictions))
+    if args.json:
+        from edgeml.manifest import atomic_write_json
+
+        atomic_write_json(args.json, [p.to_dict() for p in predictions])
+    return 0
 
 
 def _triton_reference_mode() -> None:

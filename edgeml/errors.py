@@ -19,6 +19,11 @@ class UnknownModelError(EdgeMLError, KeyError):
         return self.args[0] if self.args else ""
 
 
+class ModelSourceError(EdgeMLError):
+    """A model reference that cannot be built: a missing file or callable, a callable that fails or
+    returns something other than an nn.Module, a model that fails on its example input."""
+
+
 class CheckpointError(EdgeMLError):
     """A checkpoint that cannot be read or does not match the model."""
 

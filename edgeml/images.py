@@ -110,7 +110,10 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
-        return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
+        """From a manifest's ``preprocessing`` (its other keys, ``tiling`` and ``source``, describe
+        the record rather than the transform and are ignored here)."""
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
 
     def __call__(self, rgb: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 -> (1, 3, crop, crop) float32."""

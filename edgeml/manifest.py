@@ -6,10 +6,11 @@ Schema version 1 (see README "Manifest"):
 
     format_version  int
     artifact        {file, format: pte|onnx, backend, sha256, size_bytes, export_seconds}
-    model           {name, config: ModelConfig.to_dict()}
+    model           {name, reference, source: zoo|file|module|huggingface|instance, files: {role: {path, sha256}},
+                    kwargs, weights: {source, seed | path + sha256}, config: ModelConfig.to_dict()}
     inputs          [{name, shape, dtype, layout, dynamic: {axis: [min, max]}}]
     preprocessing   Preprocessing.to_dict() (+ "tiling" for tile encoders), or null
-    outputs         [{name, shape, dtype, kind}]
+    outputs         [{name, shape, dtype, kind, labels}]
     quantization    {scheme, calibration: {images, source}, fp32_layers: [...], layers: {quantized, total},
                     norm_statistics: {precision, layers} (.pte int8 with LayerNorms), mixed_precision}
     delegation      {backend, delegated_nodes, total_nodes, share, portable_ops: {op: count}}
@@ -42,8 +43,9 @@ class TensorSpec:
     shape: list[int]
     dtype: str = "float32"
     layout: str = "NCHW"
-    kind: str = ""  # outputs: "logits", "embeddings", "tokens", ...
+    kind: str = ""  # outputs: "logits", "embeddings", "tokens", "features", ...
     dynamic: dict[str, list[int]] = field(default_factory=dict)  # axis -> [min, max]
+    labels: list[str] | None = None  # outputs: class names, when the user gave them (--labels, id2label)
 
 
 @dataclass

@@ -97,7 +97,8 @@ def test_missing_or_corrupt_manifest(capsys, good, tmp_path):
 _LOAD_DAMAGED = """
 import sys
 from edgeml.errors import EdgeMLError
-from edgeml.runtime.runners import OnnxRunner, PteRunner
+from edgeml.backends.ort.runner import OnnxRunner
+from edgeml.runtime.runners import PteRunner
 import torch
 cls = PteRunner if sys.argv[1].endswith(".pte") else OnnxRunner
 try:

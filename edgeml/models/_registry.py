@@ -41,6 +41,9 @@ class ModelConfig:
     min_resolution: int = 32
     max_resolution: int = 2048
     in_chans: int = 3
+    # The center crop's share of the resized image's shorter side (1.0: resize the shorter side to
+    # the resolution; 0.875: resize to resolution / 0.875, then crop, as ImageNet evaluation does).
+    crop_fraction: float = 1.0
     labels: str | None = "imagenet-1k"
     # Formats an end-to-end test exports, verifies and runs; empty until a family's tests do.
     formats: tuple[str, ...] = ()

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import torch
 
+from edgeml.backends.ort.runner import OnnxRunner
 from edgeml.errors import UsageError
-from edgeml.runtime.runners import OnnxRunner, PteRunner, make_runner, open_artifact, quiet_native_stderr
+from edgeml.runtime.runners import PteRunner, make_runner, open_artifact, quiet_native_stderr
 
 
 def latency_stats(samples_ms: Sequence[float], trim: float = 0.1) -> dict[str, float]:

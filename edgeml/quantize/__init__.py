@@ -55,8 +55,8 @@ def quantize_pt2e(
     ``dynamic_shapes`` must be the ones the final export uses too: a program captured static
     here and dynamic later fails at run time with "Attempted to resize a static tensor".
     """
+    from edgeml.backends.xnnpack.quantizer import Pt2eSession
     from edgeml.quantize.schemes import resolve_observer
-    from edgeml.quantize.session import Pt2eSession
 
     info = get_scheme(scheme, "pte")
     session = Pt2eSession(model, example_inputs, info, resolve_observer(info, "pte", observer), calibration,

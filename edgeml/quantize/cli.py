@@ -7,26 +7,24 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from edgeml.commands import add_calibration_options
+    from edgeml.commands import MODEL_HELP, add_calibration_options, add_model_options
     from edgeml.quantize.schemes import SCHEME_INFO
 
     p = sub.add_parser(
         "quantize-report",
-        help="quantize a zoo model and rank its layers by the error each one alone introduces",
+        help="quantize a model and rank its layers by the error each one alone introduces",
         description="Quantize NAME as `edgeml export` would, run the quantized program in the edge runtime "
         "against PyTorch (end-to-end SQNR and top-1 agreement), then measure every quantized layer alone: "
         "the model output's SQNR with only that layer quantized (simulated with the same calibration). "
         "Layers are printed most damaging first; `edgeml export --min-sqnr` keeps the top of this list in fp32.",
     )
-    p.add_argument("model", help="zoo model name (see `edgeml list`)")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--format", choices=("pte", "onnx"), default="pte")
     p.add_argument("--quantize", dest="scheme", default="int8",
                    choices=[s for s in SCHEME_INFO if s != "none"], help="scheme (default int8)")
-    p.add_argument("--resolution", type=int, help="square input size (default: the model's)")
-    p.add_argument("--checkpoint", type=Path, help="official checkpoint (state_dict) to load")
     add_calibration_options(p)
     p.add_argument("--images", type=Path, help="images the error is measured on (default: samples)")
-    p.add_argument("--seed", type=int, default=0, help="random-init seed when no checkpoint is given")
+    add_model_options(p)
     p.add_argument("--target", type=float, metavar="DB",
                    help="also list the layers to keep in fp32 to reach DB (simulated)")
     p.add_argument("--top", type=int, default=0, metavar="N", help="print only the N most damaging layers")
@@ -35,21 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_quantize_report(args: argparse.Namespace) -> int:
-    from edgeml.commands import _bar, _quiet, layer_progress
+    from edgeml.commands import _quiet, layer_progress, model_options_from_args
+    from edgeml.progress import StageProgress
     from edgeml.quantize.report import format_report, quantize_report
 
-    stages = ("build", "quantize", "lower", "parity", "layers")
-    with _quiet(), _bar(len(stages), f"quantize-report {args.model}") as bar:
-        def progress(stage: str) -> None:
-            bar.set_description(f"quantize-report {args.model}: {stage}")
-            bar.update(1)
-
+    stages = ("build", "passes", "quantize", "lower", "parity", "layers")
+    with _quiet(), StageProgress(f"quantize-report {args.model}", total=len(stages)) as progress:
         on_layer = layer_progress("layers, one at a time")
-
         report = quantize_report(
-            args.model, format=args.format, scheme=args.scheme, resolution=args.resolution,
-            checkpoint=args.checkpoint, calibration=args.calibration, calibration_images=args.calibration_images,
-            observer=args.observer, group_size=args.group_size, images=args.images, seed=args.seed,
+            args.model, format=args.format, scheme=args.scheme, model_options=model_options_from_args(args),
+            calibration=args.calibration, calibration_images=args.calibration_images,
+            observer=args.observer, group_size=args.group_size, images=args.images,
             target_db=args.target, progress=progress, on_layer=on_layer,
         )
     print(format_report(report, top=args.top or None))

@@ -14,9 +14,6 @@ calibration, and then:
 """
 from __future__ import annotations
 
-import contextlib
-import tempfile
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +21,7 @@ from typing import Any
 
 import torch
 
-from edgeml.errors import LoweringError, UsageError
+from edgeml.errors import UsageError
 from edgeml.quantize.sensitivity import LayerProgress, LayerSensitivity, Score, layer_sensitivity, simulate_with_fp32
 from edgeml.quantize.session import QuantSession
 
@@ -70,7 +67,7 @@ class QuantReport:
 
 
 def quantize_report(
-    model: str,
+    model: str | torch.nn.Module,
     *,
     format: str = "pte",
     scheme: str = "int8",
@@ -83,76 +80,59 @@ def quantize_report(
     images: str | Path | None = None,
     seed: int = 0,
     target_db: float | None = None,
+    model_options: Any = None,
     progress: Progress | None = None,
     on_layer: LayerProgress | None = None,
 ) -> QuantReport:
-    """Quantize zoo model ``model`` and measure the error, end to end and per layer (see module doc)."""
-    from edgeml.export import FORMATS, _builder_params, check_resolution, prepare_for_export
-    from edgeml.images import Preprocessing, sample_images
-    from edgeml.models import create_model, get_model_config
-    from edgeml.quantize import calibration_images as _calibration_paths
+    """Quantize ``model`` (any model reference, as ``export`` takes) and measure the error, end to
+    end and per layer (see module doc). It runs export's own stages: build, passes, compile, lower."""
+    from dataclasses import replace
+
+    from edgeml.export import pipeline as p
+    from edgeml.models.source import ModelOptions
     from edgeml.quantize import load_inputs
-    from edgeml.quantize.schemes import get_scheme, resolve_observer
-    from edgeml.runtime.runners import runner_from_bytes
-    from edgeml.runtime.verify import _runtime_name, measure_parity
+    from edgeml.quantize.schemes import get_scheme
 
-    say = progress or (lambda stage: None)
-    if format not in FORMATS:
-        raise UsageError(f"unknown format {format!r}; choose pte or onnx")
-    info = get_scheme(scheme, format)
-    if info.name == "none":
+    if get_scheme(scheme).name == "none":
         raise UsageError("quantize-report needs a quantization scheme (int8, int8-dynamic, 8da4w)")
-    observer = resolve_observer(info, format, observer)
-    if not info.calibrated and (calibration is not None or calibration_images is not None):
-        raise UsageError(f"{scheme} quantizes activations at run time and takes no calibration images")
-    config = get_model_config(model)
-    resolution = int(resolution or config.resolution)
-    check_resolution(config, resolution)
-    config = config.with_resolution(resolution)
-    pre = Preprocessing.for_resolution(resolution, config.mean, config.std)
-    calib_paths = _calibration_paths(calibration, calibration_images) if info.calibrated else []
-    paths = _calibration_paths(images) if images is not None else sample_images()
-
-    say("build")
-    kwargs = {"resolution": resolution} if "resolution" in _builder_params(model) else {}
-    reference = create_model(model, checkpoint=checkpoint, seed=seed, **kwargs)
-    inputs = load_inputs(paths, pre)
-    example = (inputs[0],)
+    options = model_options or ModelOptions()
+    options = replace(options, checkpoint=checkpoint if checkpoint is not None else options.checkpoint,
+                      seed=seed or options.seed, resolution=resolution or options.resolution)
+    state = p.build(model, options, p.Target(format=format),
+                    p.Quantization(scheme=scheme, calibration=calibration, calibration_images=calibration_images,
+                                   observer=observer, group_size=group_size),
+                    p.Verification(images=images), progress=progress)
+    config = state.config
+    inputs = load_inputs(state.verify_paths, state.pre)
     with torch.no_grad():
-        refs = [[t.float() for t in _as_list(reference(x))] for x in inputs]
-    prepared = prepare_for_export(reference, example, format=format)
-    calib_inputs = load_inputs(calib_paths, pre)
-
-    with contextlib.ExitStack() as stack:
-        say("quantize")
-        session = make_session(prepared, example, format, info, observer, calib_inputs, group_size, model,
-                               workdir=Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeml-q-"))),
-                               output_count=len(refs[0]), output_kind=config.output)
-        say("lower")
-        if format == "pte":
-            data = lower_pte(session.quantized_module(), example)
-        else:
-            data = session.quantized_onnx()
-        say("parity")
-        runner = runner_from_bytes(data, format)
-        parity = measure_parity(reference, runner, paths, pre, config)
-        say("layers")
+        refs = [[t.float() for t in _as_list(state.module(x))] for x in inputs]
+    with state.workdir:
+        p.run_passes(state)
+        p.compile_program(state)
+        p.lower(state)
+        with p.stage("parity", state):
+            parity = p.measure(state, state.data)
+        session = state.program.session
         logits = config.output == "logits"
-        ranking = layer_sensitivity(session, inputs, refs, logits=logits, on_layer=on_layer)
-        simulated = simulate_with_fp32(session, [], inputs, refs, logits=logits)
-        plan = None
-        if target_db is not None:
-            plan = _plan(session, ranking, inputs, refs, logits, float(target_db),
-                         parity["worst_sqnr_db"] - simulated.worst_db, parity["worst_sqnr_db"])
+        with p.stage("layers", state):
+            ranking = layer_sensitivity(session, inputs, refs, logits=logits, on_layer=on_layer)
+            simulated = simulate_with_fp32(session, [], inputs, refs, logits=logits)
+            plan = None
+            if target_db is not None:
+                plan = _plan(session, ranking, inputs, refs, logits, float(target_db),
+                             parity["worst_sqnr_db"] - simulated.worst_db, parity["worst_sqnr_db"])
+    calibrated = state.calibration_paths
     return QuantReport(
-        model=model, format=format, scheme=info.name, observer=observer, resolution=resolution,
-        calibration={"images": len(calib_paths),
-                     "source": (str(calibration) if calibration else "edgeml sample images") if calib_paths
+        model=config.name, format=format, scheme=state.scheme.name, observer=state.observer,
+        resolution=config.resolution,
+        calibration={"images": len(calibrated),
+                     "source": (str(calibration) if calibration else "edgeml sample images") if calibrated
                      else "none: activations are quantized at run time"},
-        images=[p.name for p in paths], layers=ranking, simulated=simulated, parity=parity,
-        runtime=_runtime_name(runner), plan=plan,
-        extra={**({"group_size": group_size} if info.name == "8da4w" else {}),
-               **({"norm_statistics_fp32": len(session.pinned_fp32)} if session.pinned_fp32 else {})},
+        images=[path.name for path in state.verify_paths], layers=ranking, simulated=simulated, parity=parity,
+        runtime=state.backend.runtime, plan=plan,
+        extra={**({"group_size": group_size} if state.scheme.name == "8da4w" else {}),
+               **({"norm_statistics_fp32": len(session.pinned_fp32)} if getattr(session, "pinned_fp32", None)
+                  else {})},
     )
 
 
@@ -160,38 +140,23 @@ def make_session(prepared: torch.nn.Module, example: tuple, format: str, scheme,
                  calib_inputs: list[torch.Tensor], group_size: int, model_name: str, *, workdir: Path | None = None,
                  output_count: int = 1, output_kind: str = "logits", dynamic_shapes: object | None = None,
                  on_batch: Callable[[], None] | None = None) -> QuantSession:
-    """The quantization session for ``scheme`` on ``format`` (for ONNX, lowers the fp32 graph first)."""
-    from edgeml.quantize.session import Int4WeightSession, OrtSession, Pt2eSession
+    """The quantization session the ``format``'s backend makes for ``scheme`` (for ONNX it lowers
+    the fp32 graph into ``workdir`` first)."""
+    from edgeml.backends import CompileSpec, backend_for
 
-    if scheme.name == "8da4w":
-        return Int4WeightSession(prepared, scheme, group_size, model_name)
-    if format == "pte":
-        return Pt2eSession(prepared, example, scheme, observer, calib_inputs, dynamic_shapes=dynamic_shapes,
-                           on_batch=on_batch)
-    from edgeml.export import _capture, decompose_custom_ops
-    from edgeml.export.onnx import lower_to_onnx
-
-    if workdir is None:
-        raise ValueError("an ONNX session needs a working directory")
-    fp32 = workdir / "model.onnx"
     names = [output_kind] if output_count == 1 else [f"{output_kind}_{i}" for i in range(output_count)]
-    lower_to_onnx(decompose_custom_ops(_capture(prepared, example)), example, fp32,
-                  input_names=["image"], output_names=names)
-    return OrtSession(fp32, "image", scheme, observer, calib_inputs, workdir)
+    spec = CompileSpec(scheme=scheme, observer=observer, calibration=calib_inputs, group_size=group_size,
+                       dynamic_shapes=dynamic_shapes, output_names=names, model_name=model_name, workdir=workdir,
+                       on_batch=on_batch)
+    return backend_for(format).compile(prepared, example, spec).session
 
 
 def lower_pte(module: torch.nn.Module, example: tuple) -> bytes:
     """Capture, decompose and lower to XNNPACK exactly as export does; the program bytes."""
-    from edgeml.export import _capture, decompose_custom_ops
-    from edgeml.export.pte import lower_to_pte, lowering_failure
+    from edgeml.backends import CompileSpec, backend_for
+    from edgeml.quantize.schemes import get_scheme
 
-    exported = decompose_custom_ops(_capture(module, example), backend="xnnpack")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            data, _ = lower_to_pte(exported)
-    except Exception as e:
-        raise LoweringError(lowering_failure(e)) from e
+    data, _ = backend_for("pte").compile(module, example, CompileSpec(scheme=get_scheme("none"))).build()
     return data
 
 

@@ -18,7 +18,7 @@ The observers (how a calibrated scheme turns the images into ranges) are the lib
 ``histogram`` (XNNPACKQuantizer's default, ``HistogramObserver``) or ``minmax`` for PT2E;
 ``minmax`` (ORT's default), ``entropy`` or ``percentile`` for ONNX Runtime's calibrators.
 ONNX Runtime's int8 weights use 7 bits of range (``reduce_range``): its x86 integer kernels
-saturate otherwise on CPUs without VNNI (see ``session.ORT_REDUCE_RANGE``).
+saturate otherwise on CPUs without VNNI (see ``edgeml.backends.ort.quantizer.ORT_REDUCE_RANGE``).
 """
 from __future__ import annotations
 

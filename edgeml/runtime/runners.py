@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from edgeml.errors import ArtifactError, InputShapeError
@@ -93,9 +92,12 @@ class Runner:
 
 
 class PteRunner(Runner):
+    """ExecuTorch's runtime, for any ``.pte`` whose delegates this runtime build links (XNNPACK)."""
+
     format = "pte"
 
-    def __init__(self, path: str | Path, *, threads: int | None = None, etdump: bool = False) -> None:
+    def __init__(self, path: str | Path, *, threads: int | None = None, etdump: bool = False,
+                 **_: object) -> None:
         with quiet_native_stderr():
             from executorch.runtime import Runtime, Verification
 
@@ -128,86 +130,31 @@ class PteRunner(Runner):
         self.program.write_etdump_result_to_file(str(etdump_path), "")
 
 
-class OnnxRunner(Runner):
-    format = "onnx"
-
-    def __init__(self, path: str | Path, *, threads: int | None = None, profile_prefix: str | None = None,
-                 spinning: bool = True) -> None:
-        """``spinning=False`` stops ONNX Runtime's intra-op threads from busy-waiting after each
-        run. Keep it on (ORT's default, its best latency) to time ORT alone; turn it off when
-        another runtime runs in between, as in a side-by-side comparison: on this project's
-        2-core VM the spinning threads doubled the next ExecuTorch run of MobileMamba T2 (9.5 ->
-        20.4 ms) while ORT alone went from 11.7 to 13.9 ms without spinning."""
-        import onnx
-        import onnxruntime as ort
-
-        try:
-            onnx.checker.check_model(str(path))
-        except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.checker.ValidationError, OSError) as e:
-            raise ArtifactError(f"{Path(path).name} is not a valid ONNX model: {str(e).splitlines()[0]}") from None
-        except Exception as e:  # protobuf DecodeError and friends on corrupt bytes
-            raise ArtifactError(f"{Path(path).name} is not a valid ONNX model: {type(e).__name__}") from None
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        if not spinning:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if profile_prefix:
-            opts.enable_profiling = True
-            opts.profile_file_prefix = profile_prefix
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # ORT raises its own Fail/InvalidGraph types
-            raise ArtifactError(f"ONNX Runtime cannot load {Path(path).name}: {str(e).splitlines()[0]}") from None
-        self.inputs = self.session.get_inputs()
-        self.input_shapes = [tuple(d if isinstance(d, int) else -1 for d in i.shape) for i in self.inputs]
-        self.output_names = [o.name for o in self.session.get_outputs()]
-
-    def check_inputs(self, inputs, dynamic=None):
-        # Symbolic ONNX dims (-1 here) accept any size.
-        shapes = self.input_shapes
-        dyn = [dict(d or {}) for d in (dynamic or self.dynamic_axes or [{}] * len(shapes))]
-        for i, shape in enumerate(shapes):
-            for axis, s in enumerate(shape):
-                if s == -1:
-                    dyn[i].setdefault(str(axis), [0, 1 << 30])
-        super().check_inputs(inputs, dyn)
-
-    def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        feed = {i.name: x.detach().cpu().numpy().astype(np.float32, copy=False) for i, x in zip(self.inputs, inputs)}
-        try:
-            outs = self.session.run(self.output_names, feed)
-        except Exception as e:
-            raise ArtifactError(f"ONNX Runtime failed to run the model: {str(e).splitlines()[0]}") from None
-        return [torch.from_numpy(np.asarray(o)) for o in outs]
-
-    def end_profiling(self) -> Path:
-        return Path(self.session.end_profiling())
-
-
 def make_runner(artifact: OpenedArtifact | str | Path, **kwargs) -> Runner:
+    """The host runner of the artifact's backend (the manifest's ``artifact.backend``); options a
+    runner does not take (``etdump`` for ONNX Runtime, ``spinning`` for ExecuTorch) are ignored."""
+    from edgeml.backends import backend_for, get_backend
+
     opened = artifact if isinstance(artifact, OpenedArtifact) else open_artifact(artifact)
-    runner: Runner
-    if opened.format == "pte":
-        runner = PteRunner(opened.path, **{k: v for k, v in kwargs.items() if k in ("threads", "etdump")})
-    elif opened.format == "onnx":
-        runner = OnnxRunner(opened.path, **{k: v for k, v in kwargs.items()
-                                            if k in ("threads", "profile_prefix", "spinning")})
-    else:
+    if opened.format not in ("pte", "onnx"):
         raise ArtifactError(f"{opened.path.name}: no host runner for format {opened.format!r}")
+    name = opened.manifest.artifact.get("backend")
+    backend = get_backend(name) if name else backend_for(opened.format)
+    runner = backend.runner(opened.path, **kwargs)
     runner.dynamic_axes = [dict(spec.dynamic) for spec in opened.manifest.inputs]
     return runner
 
 
-def runner_from_bytes(data: bytes, fmt: str, **kwargs) -> Runner:
-    """Run freshly serialized bytes (used by export to measure parity before writing)."""
-    suffix = ".pte" if fmt == "pte" else ".onnx"
+def runner_from_bytes(data: bytes, backend: str, **kwargs) -> Runner:
+    """Run freshly serialized bytes of ``backend`` (a name, or a format for its default backend):
+    export measures parity this way before writing anything."""
+    from edgeml.backends import FORMATS, get_backend
+
+    chosen = get_backend(FORMATS.get(backend, backend))
     with tempfile.TemporaryDirectory(prefix="edgeml-") as tmp:
-        path = Path(tmp) / f"candidate{suffix}"
+        path = Path(tmp) / f"candidate{chosen.suffix}"
         path.write_bytes(data)
-        return PteRunner(path, **kwargs) if fmt == "pte" else OnnxRunner(path, **kwargs)
+        return chosen.runner(path, **kwargs)
 
 
 def timed(fn, *args) -> tuple[float, object]:

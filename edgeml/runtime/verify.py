@@ -26,10 +26,10 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from edgeml.errors import ArtifactError, CheckpointError, InputShapeError, UsageError
+from edgeml.errors import ArtifactError, InputShapeError, UsageError
 from edgeml.images import Preprocessing, load_image, sample_images
 from edgeml.kernels import use_backend
-from edgeml.manifest import Manifest, sha256_file
+from edgeml.manifest import Manifest
 from edgeml.models._registry import ModelConfig
 from edgeml.quantize.schemes import default_min_sqnr
 from edgeml.runtime.device_outputs import DeviceOutputs
@@ -38,7 +38,10 @@ from edgeml.runtime.runners import Runner, make_runner, open_artifact
 
 
 def _as_list(y) -> list[torch.Tensor]:
-    return list(y) if isinstance(y, (tuple, list)) else [y]
+    """A model's outputs as the flat list of tensors its program returns (``export.outputs``)."""
+    from edgeml.export.outputs import output_tensors
+
+    return output_tensors(y)
 
 
 REFERENCE_KINDS = ("eager", "triton")
@@ -114,8 +117,12 @@ class ParityAccumulator:
     """Running parity sums over images, per output; keeps per-image figures but no tensors."""
 
     def __init__(self, names: Sequence[str], *, logits: bool) -> None:
+        """``logits``: the outputs are class logits, whose top-1 agreement is counted; of several
+        named outputs, only the one named ``logits`` (a Hugging Face or dict-returning model)."""
         self.names = list(names)
         self.logits = logits
+        self._top1 = [logits and (len(self.names) == 1 or name == "logits" or "logits" not in self.names)
+                      for name in self.names]
         self._sums = [dict(signal=0.0, noise=0.0, dot=0.0, ref_sq=0.0, out_sq=0.0, max_abs=0.0, agree=0, n=0)
                       for _ in names]
         self.per_image: list[dict] = []
@@ -141,7 +148,7 @@ class ParityAccumulator:
             s["out_sq"] += float(o.pow(2).sum())
             if err.numel():
                 s["max_abs"] = max(s["max_abs"], float(err.abs().max()))
-            if self.logits:
+            if self._top1[k]:
                 s["agree"] += int((r.flatten(1).argmax(1) == o.flatten(1).argmax(1)).sum())
             s["n"] += len(images)
             for i in range(len(images)):
@@ -164,7 +171,7 @@ class ParityAccumulator:
             denom = math.sqrt(s["ref_sq"] * s["out_sq"])
             cos = s["dot"] / denom if denom > 0 else float(s["noise"] == 0.0)
             m: dict = {"sqnr_db": _round(total), "cosine": _round(cos), "max_abs_error": _round(s["max_abs"])}
-            if self.logits:
+            if self._top1[k]:
                 m["top1_agreement"] = _round(s["agree"] / s["n"])
             for key, label in (("sqnr_db", "image_sqnr_db"), ("cosine", "image_cosine")):
                 values = [p[key][k] for p in self.per_image]
@@ -205,6 +212,7 @@ def measure_parity(
     batch: int = 1,
     program_batch: int | None = None,
     on_image: Callable[[], None] | None = None,
+    output_names: Sequence[str] | None = None,
 ) -> dict:
     """Stream ``images`` through the reference and the artifact, ``batch`` images at a time.
 
@@ -222,7 +230,8 @@ def measure_parity(
         o = _run_program(runner, x[:len(chunk)] if len(chunk) >= program_batch else x, program_batch)
         o = [t[:len(chunk)] for t in o]
         if acc is None:
-            acc = ParityAccumulator(_output_names(config, len(r)), logits=config.output == "logits")
+            acc = ParityAccumulator(list(output_names) if output_names else _output_names(config, len(r)),
+                                    logits=config.output == "logits")
         acc.add([p.name for p in chunk], r, o)
         if on_image:
             for _ in chunk:
@@ -292,25 +301,14 @@ def _runtime_name(runner: Runner) -> str:
     return "ExecuTorch (Python runtime, XNNPACK)" if runner.format == "pte" else "ONNX Runtime (CPU EP)"
 
 
-def reference_from_manifest(manifest: Manifest) -> nn.Module:
-    """Rebuild the exact eager model an artifact was exported from."""
-    from edgeml.models import create_model
+def reference_from_manifest(manifest: Manifest, *, checkpoint: str | Path | None = None,
+                            model: nn.Module | None = None) -> nn.Module:
+    """Rebuild the exact eager model an artifact was exported from: the same zoo name, callable or
+    Hugging Face directory, arguments, seed and weights, every file checked against the sha256 the
+    manifest recorded (``edgeml.models.source.load_from_manifest``)."""
+    from edgeml.models.source import load_from_manifest
 
-    model = manifest.model
-    weights = model.get("weights", {})
-    kwargs = model.get("kwargs", {})
-    source = weights.get("source")
-    if source == "random-init":
-        return create_model(model["name"], seed=int(weights.get("seed", 0)), **kwargs)
-    if source == "checkpoint":
-        path = Path(weights["path"])
-        if not path.is_file():
-            raise CheckpointError(f"the checkpoint this artifact was exported from, {path}, is gone; "
-                                  "pass --checkpoint to verify against another copy")
-        if sha256_file(path) != weights.get("sha256"):
-            raise CheckpointError(f"{path} changed since export (sha256 differs); pass --checkpoint explicitly")
-        return create_model(model["name"], checkpoint=path, **kwargs)
-    raise UsageError("this artifact was exported from an in-memory state_dict; pass --checkpoint to verify it")
+    return load_from_manifest(manifest.model, checkpoint=checkpoint, module=model)
 
 
 @dataclass
@@ -335,14 +333,15 @@ def verify_artifact(
     batch: int | None = None,
     device_outputs: str | Path | None = None,
     on_image: Callable[[], None] | None = None,
+    model: nn.Module | None = None,
 ) -> VerifyReport:
     """Verify ``artifact`` against the ``reference`` ("eager" | "triton") form of its model.
 
     The edge side is the artifact run here, or with ``device_outputs`` the file a phone wrote
     (edgeml.runtime.device_outputs) for images found by name in ``images``. ``batch`` is how many
-    images go through the reference at once (default: the program's batch)."""
+    images go through the reference at once (default: the program's batch). ``model`` is the
+    reference for an artifact exported from an ``nn.Module`` in Python."""
     from edgeml.images import list_images
-    from edgeml.models import create_model
     from edgeml.runtime.device_outputs import read_device_outputs
 
     opened = open_artifact(artifact)
@@ -355,10 +354,7 @@ def verify_artifact(
         raise ArtifactError("manifest has no preprocessing: cannot feed images to this artifact")
     if batch is not None and batch < 1:
         raise UsageError("--batch must be >= 1")
-    if checkpoint is not None:
-        module = create_model(manifest.model["name"], checkpoint=checkpoint, **manifest.model.get("kwargs", {}))
-    else:
-        module = reference_from_manifest(manifest)
+    module = reference_from_manifest(manifest, checkpoint=checkpoint, model=model)
     ref = Reference(module, reference)
     pre = Preprocessing.from_dict(manifest.preprocessing)
     program_batch = int(manifest.inputs[0].shape[0]) if manifest.inputs else 1
@@ -383,7 +379,8 @@ def verify_artifact(
         paths = list_images(images) if images is not None else sample_images()
         runner = make_runner(opened)
         parity = measure_parity(ref, runner, paths, pre, config, batch=batch or program_batch,
-                                program_batch=program_batch, on_image=on_image)
+                                program_batch=program_batch, on_image=on_image,
+                                output_names=[o.name for o in manifest.outputs])
     return VerifyReport(opened.path, parity, threshold)
 
 

@@ -3,7 +3,9 @@
 A block opts in with a ``use_export_form()`` method that rewrites it in place (MobileMamba's
 ``SS2D`` and ``WaveletMamba``: projections as grouped 1x1 convs instead of batched matmuls that
 ExecuTorch broadcasts with portable ``expand_copy``, constants precomputed, scales folded into
-the convs next to them; see ``edgeml/models/mobilemamba.py``). ExecuTorch's lowering costs
+the convs next to them; see ``edgeml/models/mobilemamba.py``). A method with a ``backend``
+parameter gets the backend's name (EfficientMod's ``ModulationMlp`` splits its context tiling for
+XNNPACK only). This is the model protocol's block hook (``edgeml.models.protocol``). ExecuTorch's lowering costs
 time per node and per delegated partition, and every op XNNPACK does not take splits a
 partition, so fewer and delegable nodes make both the export and the program faster.
 
@@ -13,6 +15,7 @@ after BatchNorm folding of ``Conv2dBN`` blocks (it also folds any BatchNorm it m
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import TypeVar
 
 import torch
@@ -25,8 +28,10 @@ def has_export_form(model: nn.Module) -> bool:
     return any(callable(getattr(m, "use_export_form", None)) for m in model.modules())
 
 
-def to_export_form(model: ModuleT) -> ModuleT:
-    """A copy of ``model`` in which every module with a ``use_export_form()`` method has called it."""
+def to_export_form(model: ModuleT, backend: str | None = None) -> ModuleT:
+    """A copy of ``model`` in which every module with a ``use_export_form()`` method has called it;
+    a method that takes a ``backend`` argument is told which backend the program is for (a form
+    may help one backend's partitioner and not another's)."""
     if isinstance(model, fx.GraphModule):
         raise TypeError("to_export_form works on eager modules: apply it before torch.export / fx tracing")
     if not has_export_form(model):
@@ -37,5 +42,8 @@ def to_export_form(model: ModuleT) -> ModuleT:
         for m in list(model.modules()):
             convert = getattr(m, "use_export_form", None)
             if callable(convert):
-                convert()
+                if "backend" in inspect.signature(convert).parameters:
+                    convert(backend=backend)
+                else:
+                    convert()
     return model.eval()

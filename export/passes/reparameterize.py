@@ -9,6 +9,10 @@ timm, so that a block and its merge rule cannot drift apart):
 * FastViT RepMixer: ``x + ls * (mixer(x) - norm(x))`` -> one depthwise conv with
   ``W = I + ls * (W_mixer - W_norm)``, ``b = ls * (b_mixer - b_norm)`` (the residual disappears);
 * FastViT RepCPE: ``x + DWConv(x)`` -> ``W = I + W_pe``;
+* any block of a model edgeml did not define that follows the common conventions: a
+  ``reparameterize()`` (timm, MobileOne, FastViT), ``switch_to_deploy()`` (RepVGG and its
+  descendants) or ``fuse()`` (timm's LeViT / RepViT, returning the fused block) method taking no
+  arguments is called, outer blocks first, as timm's ``reparameterize_model`` does;
 * then every ``Sequential`` whose ``Conv2d`` is directly followed by a ``BatchNorm2d`` gets the BN
   folded into the conv (the BN becomes ``Identity``); FastViT's ConvFFN keeps such a BN even in
   the inference form that FastVLM ships.
@@ -22,7 +26,9 @@ graph, so swapping its submodules would not change what it computes, and it is r
 from __future__ import annotations
 
 import copy
-from typing import TypeVar
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import fx, nn
@@ -47,13 +53,47 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fused
 
 
-def merge_reparam_blocks(module: nn.Module) -> None:
-    """In place: merge every training-form ``ReparamModule`` under ``module`` into one conv."""
-    if isinstance(module, ReparamModule):
-        module.reparameterize()  # merges nested blocks too (a RepMixer's MobileOnes)
-        return
-    for child in module.children():
-        merge_reparam_blocks(child)
+# Method names that, by the common conventions of other codebases, switch a block to its
+# inference form: timm / MobileOne / FastViT ``reparameterize()``, RepVGG-style
+# ``switch_to_deploy()``, timm / LeViT / RepViT ``fuse()`` (which returns the fused module).
+REPARAMETERIZE_METHODS = ("reparameterize", "switch_to_deploy", "fuse")
+
+
+def reparameterize_method(module: nn.Module) -> Callable[[], Any] | None:
+    """The block's own inference-form switch, if it has one that takes no arguments."""
+    for name in REPARAMETERIZE_METHODS:
+        method = getattr(module, name, None)
+        if callable(method) and not isinstance(method, nn.Module) and _takes_no_arguments(method):
+            return method
+    return None
+
+
+def _takes_no_arguments(method: Callable) -> bool:
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+
+
+def merge_reparam_blocks(module: nn.Module) -> nn.Module:
+    """In place: switch every block under ``module`` that has an inference-form method (edgeml's
+    ``ReparamModule`` and any module following the conventions above) to that form, outer blocks
+    first, as timm's ``reparameterize_model`` does (a block's switch may merge its children too).
+    A method that returns another module (``fuse()``) replaces the block; the returned module is
+    ``module`` or its replacement."""
+    method = reparameterize_method(module)
+    if method is not None:
+        result = method()
+        if isinstance(result, nn.Module) and result is not module:
+            return result
+        if isinstance(module, ReparamModule):
+            return module  # merges nested blocks too (a RepMixer's MobileOnes)
+    for name, child in list(module.named_children()):
+        replaced = merge_reparam_blocks(child)
+        if replaced is not child:
+            setattr(module, name, replaced)
+    return module
 
 
 def fold_sequential_batchnorms(module: nn.Module) -> int:
@@ -83,6 +123,6 @@ def reparameterize_model(module: ModuleT) -> ModuleT:
         )
     model = copy.deepcopy(module)
     with torch.no_grad():
-        merge_reparam_blocks(model)
+        model = merge_reparam_blocks(model.eval())
         fold_sequential_batchnorms(model)
     return model.eval()

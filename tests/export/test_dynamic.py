@@ -88,8 +88,8 @@ FASTVIT_DYNAMIC_PORTABLE = {"aten_view_copy_default", "aten_slice_copy_tensor", 
 
 
 def test_fastvit_blocks_stay_in_xnnpack_under_dynamic_shapes():
+    from edgeml.backends.xnnpack.lowering import lower_to_pte
     from edgeml.export import prepare_for_export
-    from edgeml.export.pte import lower_to_pte
     from edgeml.models.fastvit import FastViT
     from edgeml.runtime.runners import runner_from_bytes
 

@@ -92,7 +92,7 @@ def test_efficientmod_artifact_verifies(efficientmod, case):
 @pytest.mark.parametrize("quant", ["none", pytest.param("int8", marks=PTE_INT8_BELOW[1])])
 def test_efficientmod_pte_runs_entirely_in_xnnpack(efficientmod, quant):
     d = efficientmod("pte", quant).manifest.delegation
-    # Without edgeml.export.passes.layernorm / .modulation, 34 channel means, 6 token LayerNorms
+    # Without edgeml.backends.xnnpack.passes.layernorm / .modulation, 34 channel means, 6 token LayerNorms
     # and 6 context tiles stay on portable kernels (see those passes' tests).
     assert d["portable_ops"] == {}
     assert d["compute_share"] == 1.0 and d["share"] == 1.0

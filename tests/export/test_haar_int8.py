@@ -7,8 +7,8 @@ load. HaarDWT uses a stride-2 conv with padding at odd sizes instead.
 import torch
 from torch import nn
 
+from edgeml.backends.xnnpack.lowering import lower_to_pte
 from edgeml.export import _capture
-from edgeml.export.pte import lower_to_pte
 from edgeml.models.layers.haar import HaarDWT
 from edgeml.quantize import quantize_pt2e
 from edgeml.runtime.metrics import sqnr_db

@@ -5,13 +5,13 @@ import torch
 from torch import nn
 
 import edgeml
-from edgeml.export.passes.layernorm import (
+from edgeml.backends.xnnpack.lowering import lower_to_pte
+from edgeml.backends.xnnpack.passes.layernorm import (
     ConvMeanLayerNorm2d,
     LinearMeanLayerNorm,
     count_lowerable_layernorms,
     lower_layernorms,
 )
-from edgeml.export.pte import lower_to_pte
 from edgeml.models.fastvit import FastViT
 from edgeml.models.layers.norm import LayerNorm2d
 

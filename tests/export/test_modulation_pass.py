@@ -1,17 +1,22 @@
-"""split_context_tiling keeps EfficientMod's function and removes the concat of a tensor with
-itself, which XNNPACK refuses; the weights and the MAC count are unchanged."""
+"""EfficientMod's XNNPACK export form (``ModulationMlp.use_export_form(backend="xnnpack")``) keeps
+the function and removes the concat of a tensor with itself, which XNNPACK refuses; the weights
+and the MAC count are unchanged, and other backends keep the block as it is."""
 import pytest
 import torch
 from torch import nn
 
 import edgeml
-from edgeml.export.passes.modulation import (
-    ChunkedModulationMlp,
-    count_tiled_modulations,
-    split_context_tiling,
-)
-from edgeml.export.pte import lower_to_pte
+from edgeml.backends.xnnpack.lowering import lower_to_pte
+from edgeml.export.passes.export_form import to_export_form
 from edgeml.models.efficientmod import ModulationMlp
+
+
+def split_context_tiling(model: nn.Module) -> nn.Module:
+    return to_export_form(model, backend="xnnpack")
+
+
+def count_tiled_modulations(model: nn.Module) -> int:
+    return sum(type(m) is ModulationMlp and m.ratio > 1 and isinstance(m.fc1, nn.Conv2d) for m in model.modules())
 
 
 def _randomize(model: nn.Module) -> nn.Module:
@@ -32,8 +37,9 @@ def _macs_of_1x1(model: nn.Module) -> int:
 def test_chunked_mlp_is_the_same_function(ratio):
     mlp = _randomize(ModulationMlp(8, ratio, 7))
     chunked = split_context_tiling(mlp)
-    assert isinstance(chunked, ChunkedModulationMlp) and len(chunked.fc1) == ratio
-    assert type(mlp) is ModulationMlp, "the pass must not modify its input"
+    assert isinstance(chunked.fc1, nn.ModuleList) and len(chunked.fc1) == ratio
+    assert isinstance(mlp.fc1, nn.Conv2d), "the pass must not modify its input"
+    assert to_export_form(mlp, backend="ort") is mlp or isinstance(to_export_form(mlp, backend="ort").fc1, nn.Conv2d)
     assert _macs_of_1x1(chunked) == _macs_of_1x1(mlp)
     x = torch.randn(2, 8, 9, 11)
     with torch.no_grad():
@@ -43,7 +49,7 @@ def test_chunked_mlp_is_the_same_function(ratio):
 
 def test_ratio_one_is_left_alone():
     mlp = ModulationMlp(8, 1, 7)
-    assert count_tiled_modulations(mlp) == 0 and type(split_context_tiling(mlp)) is ModulationMlp
+    assert count_tiled_modulations(mlp) == 0 and isinstance(split_context_tiling(mlp).fc1, nn.Conv2d)
 
 
 def test_efficientmod_xxs_keeps_the_function():
@@ -67,8 +73,8 @@ def test_tile_is_portable_before_and_delegated_after():
 
 
 def test_prepare_for_export_rewrites_for_pte_only():
+    from edgeml.backends.xnnpack.passes.layernorm import count_lowerable_layernorms
     from edgeml.export import prepare_for_export
-    from edgeml.export.passes.layernorm import count_lowerable_layernorms
 
     model = edgeml.create_model("efficientmod_xxs")
     x = torch.rand(1, 3, 64, 64)

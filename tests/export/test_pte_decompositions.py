@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.export import ExportedProgram
 
-import edgeml.export.pte as pte
+import edgeml.backends.xnnpack.lowering as pte
 from edgeml.export import decompose_custom_ops
 from edgeml.runtime.runners import runner_from_bytes
 

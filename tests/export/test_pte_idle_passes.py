@@ -8,7 +8,7 @@ import torch
 from test_pte_decompositions import _Net  # conv, silu, pad, a portable flip (two partitions), linear
 from torch import nn
 
-import edgeml.export.pte as pte
+import edgeml.backends.xnnpack.lowering as pte
 
 
 def _lowered(monkeypatch: pytest.MonkeyPatch, **off: bool) -> tuple[bytes, list[str]]:

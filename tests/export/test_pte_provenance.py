@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.fx import traceback as fx_traceback
 
-import edgeml.export.pte as pte
+import edgeml.backends.xnnpack.lowering as pte
 
 
 class _Net(nn.Module):

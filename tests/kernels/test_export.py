@@ -210,8 +210,8 @@ class NativeBidirectionalScan(BidirectionalScan):
 
 def test_native_bidirectional_scan_lowers_without_flips_to_one_delegate():
     pytest.importorskip("executorch")
+    from edgeml.backends.xnnpack.lowering import lower_to_pte
     from edgeml.export import decompose_custom_ops
-    from edgeml.export.pte import lower_to_pte
     from edgeml.runtime.runners import runner_from_bytes
 
     torch.manual_seed(0)

@@ -59,7 +59,7 @@ class TinyNet(nn.Module):
 def tiny_pte(folder: Path, file_name: str, *, width: int, depth: int = 1, resolution: int = 64,
              dynamic: tuple[int, int] | None = None, quant: str = "none") -> Path:
     """A real XNNPACK .pte of TinyNet (square inputs, multiples of 32 in ``dynamic`` range if given)."""
-    from edgeml.export.pte import lower_to_pte
+    from edgeml.backends.xnnpack.lowering import lower_to_pte
 
     torch.manual_seed(0)
     model = TinyNet(width, depth).eval()

@@ -103,7 +103,7 @@ def test_onnx_runner_spinning_option(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from edgeml.runtime.runners import OnnxRunner
+    from edgeml.backends.ort.runner import OnnxRunner
 
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],

@@ -11,9 +11,9 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from edgeml.export.onnx import lower_to_onnx
+from edgeml.backends.ort.lowering import lower_to_onnx
+from edgeml.backends.ort.quantizer import OrtSession
 from edgeml.quantize.schemes import SCHEME_INFO
-from edgeml.quantize.session import OrtSession
 from edgeml.runtime.metrics import sqnr_db
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from edgeml.backends.xnnpack.quantizer import Pt2eSession
 from edgeml.errors import UsageError
 from edgeml.export import prepare_for_export
 from edgeml.images import Preprocessing, sample_images
@@ -13,7 +14,6 @@ from edgeml.quantize import load_inputs
 from edgeml.quantize.report import make_session
 from edgeml.quantize.schemes import SCHEME_INFO
 from edgeml.quantize.sensitivity import layer_sensitivity, score, simulate_with_fp32
-from edgeml.quantize.session import Pt2eSession
 from edgeml.runtime.metrics import sqnr_db
 
 MODEL, RES = "mobilenetv2", 64
@@ -283,15 +283,15 @@ def test_layernorm_statistics_stay_fp32(scheme):
     assert "norm:linear" not in session.names and {"proj", "head"} <= set(session.names)
     every = session.quantized_module([])
     assert quantized_weights(every) == 3  # stem, proj, head; not the two means
-    # A list written before the means were pinned (session 6's files name them) still applies.
+    # A list written before the means were pinned (older layer files name them) still applies.
     assert session.check_names(["norm:linear#2", "proj"]) == ["proj"]
     with torch.no_grad():
         ref = prepared(calib[1])
         assert sqnr_db(ref, every(calib[1])) > 20
 
-    from edgeml.export import _quantization_record
+    from edgeml.export.pipeline import quantization_record
 
-    record = _quantization_record(SCHEME_INFO[scheme], None, [], None, session, ["proj"], None, 32)
+    record = quantization_record(SCHEME_INFO[scheme], None, [], None, session, ["proj"], None, 32)
     assert record["norm_statistics"] == {"precision": "fp32", "layers": 2}  # the manifest says so
     assert record["layers"] == {"quantized": len(session.names) - 1, "total": len(session.names)}
 

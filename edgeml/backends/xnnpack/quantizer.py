@@ -1,0 +1,371 @@
+"""PT2E and torchao quantization sessions for the XNNPACK backend (see ``edgeml.quantize.session``).
+
+``Pt2eSession``: ``XNNPACKQuantizer`` static or dynamic int8, calibrated once; any set of layers can
+be left in fp32 from the same calibration. ``Int4WeightSession``: torchao's 8-bit dynamic
+activations with 4-bit grouped weights on ``nn.Linear`` layers.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import warnings
+from collections.abc import Callable, Collection, Sequence
+
+import torch
+from torch import nn
+
+from edgeml.quantize.schemes import Scheme, apply_8da4w, check_8da4w, linear_layers, xnnpack_quantizer
+from edgeml.quantize.session import LayerGroup, QuantSession, UnionFind, as_list, to_batch, unique_layer_names
+
+
+class _FakeQuant(nn.Module):
+    """A calibrated observer as a switchable fake-quantize op (what convert_pt2e's Q/DQ pair computes)."""
+
+    def __init__(self, observer: nn.Module) -> None:
+        super().__init__()
+        from torchao.quantization.pt2e import PlaceholderObserver
+
+        self.enabled = True
+        self.dynamic = isinstance(observer, PlaceholderObserver)
+        self.quant_min = int(getattr(observer, "quant_min", None) or -128)
+        self.quant_max = int(getattr(observer, "quant_max", None) or 127)
+        self.axis: int | None = None
+        if not self.dynamic:
+            scale, zero_point = observer.calculate_qparams()
+            if observer.qscheme in (torch.per_channel_symmetric, torch.per_channel_affine):
+                self.axis = int(observer.ch_axis)
+            self.register_buffer("scale", scale.detach().float().reshape(-1))
+            self.register_buffer("zero_point", zero_point.detach().to(torch.int32).reshape(-1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        if self.dynamic:
+            # Asymmetric per-tensor range of this very tensor, as choose_qparams does at run time.
+            lo = torch.clamp(x.detach().min(), max=0.0)
+            hi = torch.clamp(x.detach().max(), min=0.0)
+            scale = torch.clamp((hi - lo) / float(self.quant_max - self.quant_min), min=2**-20)
+            zero_point = torch.clamp(torch.round(self.quant_min - lo / scale), self.quant_min, self.quant_max)
+            return torch.fake_quantize_per_tensor_affine(x, scale.float(), zero_point.to(torch.int32),
+                                                         self.quant_min, self.quant_max)
+        if self.axis is None:
+            return torch.fake_quantize_per_tensor_affine(x, float(self.scale[0]), int(self.zero_point[0]),
+                                                         self.quant_min, self.quant_max)
+        return torch.fake_quantize_per_channel_affine(x, self.scale, self.zero_point, self.axis,
+                                                      self.quant_min, self.quant_max)
+
+
+def _is_observer(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
+    from torchao.quantization.pt2e import ObserverBase
+
+    return node.op == "call_module" and isinstance(gm.get_submodule(node.target), ObserverBase)
+
+
+def _op_name(node: torch.fx.Node) -> str:
+    target = node.target
+    name = getattr(target, "__name__", str(target))
+    return name.split(".")[0].rstrip("_")
+
+
+def _module_path(node: torch.fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    return path.replace("L['self'].", "").replace("L__self___", "")
+
+
+def _weight_target(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | None:
+    """The attribute a conv / linear reads its weight from (through its observer), e.g.
+    'features.3.conv.1.0.weight'; None for an op without one."""
+    if len(node.args) < 2 or not isinstance(node.args[1], torch.fx.Node):
+        return None
+    w = node.args[1]
+    if _is_observer(gm, w):
+        w = w.args[0]
+    return str(w.target) if w.op == "get_attr" else None
+
+
+def _weight_module(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | None:
+    """'features.3.conv.1.0' for a conv/linear whose weight is the parameter 'features.3.conv.1.0.weight'."""
+    target = _weight_target(gm, node)
+    if target is None or not target.endswith("weight"):
+        return None
+    return target.rsplit(".", 1)[0] if "." in target else target
+
+
+# The constant (1, C) weights edgeml's LayerNorm pass averages with (``export/passes/layernorm.py``).
+_NORM_STATISTIC_BUFFERS = ("averaging_mean", "averaging_var")
+
+
+def _is_norm_statistic(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
+    """A conv / linear whose weight is one of the LayerNorm pass's averaging constants."""
+    target = _weight_target(gm, node)
+    return target is not None and target.rsplit(".", 1)[-1] in _NORM_STATISTIC_BUFFERS
+
+
+def _one_dequantize_per_user(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Give every user of a dequantize node its own copy of it.
+
+    With layers kept in fp32, one Q/DQ pair can feed a quantized op and an fp32 op. XNNPACK's
+    partitioner takes the DQ into the quantized op's partition, and the fp32 op outside then
+    reads from inside the partition; when its result flows back into the same partition, the
+    partition depends on itself ("Invalid partition, found dependency cycles": efficientmod_xxs
+    with every third layer in fp32 had 5 such partitions of 16). A DQ per user keeps the
+    partitions closed; the extra DQs are a few elementwise ops."""
+    dequantize = {torch.ops.quantized_decomposed.dequantize_per_tensor.default,
+                  torch.ops.quantized_decomposed.dequantize_per_tensor.tensor,
+                  torch.ops.quantized_decomposed.dequantize_per_channel.default}
+    changed = False
+    for n in list(gm.graph.nodes):
+        if n.op != "call_function" or n.target not in dequantize or len(n.users) < 2:
+            continue
+        for user in list(n.users)[1:]:
+            with gm.graph.inserting_after(n):
+                copy_ = gm.graph.call_function(n.target, n.args, n.kwargs)
+            copy_.meta = dict(n.meta)
+            user.replace_input_with(n, copy_)
+            changed = True
+    if changed:
+        gm.graph.lint()
+        gm.recompile()
+    return gm
+
+
+class Pt2eSession(QuantSession):
+    """XNNPACKQuantizer prepare + calibration, once; simulation and conversion for any fp32 set.
+
+    LayerNorm statistics stay fp32 (``norm_statistics="fp32"``, the default). edgeml's LayerNorm
+    pass writes a LayerNorm's two means as a linear / 1x1 conv with a constant ``1/C`` weight so
+    that XNNPACK runs them; XNNPACKQuantizer would then quantize them like any linear, which it
+    never does to a LayerNorm (it does not annotate ``layer_norm``). The second of them is the
+    variance, the dynamic range int8 handles worst: quantizing the two cost SigLIP-B/16 int8-dynamic
+    25.5 -> 32.1 dB and so400m 21.2 -> 30.0 dB (benchmarks/RESULTS.md, session 6), for nothing in
+    size (C weights each). These groups are ``pinned_fp32``: not in ``groups``, never quantized,
+    accepted (and dropped) by ``check_names``. ``norm_statistics="int8"`` quantizes them as before.
+    """
+
+    format = "pte"
+
+    def __init__(self, model: nn.Module, example_inputs: tuple, scheme: Scheme, observer: str | None,
+                 calibration: Sequence[torch.Tensor], *, dynamic_shapes: object | None = None,
+                 on_batch: Callable[[], None] | None = None, norm_statistics: str = "fp32") -> None:
+        from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+        if norm_statistics not in ("fp32", "int8"):
+            raise ValueError(f"norm_statistics must be 'fp32' or 'int8', not {norm_statistics!r}")
+        self.scheme, self.observer = scheme, observer
+        self.example_inputs = example_inputs
+        # The same dynamic shapes as the final capture: a graph prepared static and exported
+        # dynamic later fails at run time ("Attempted to resize a static tensor").
+        graph = torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes).module()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.prepared = prepare_pt2e(graph, xnnpack_quantizer(scheme, observer))
+            with torch.no_grad():
+                # Dynamic schemes need no images, but the weight observers must see the weights once.
+                for x in calibration if len(calibration) else [example_inputs[0]]:
+                    self.prepared(x)
+                    if on_batch:
+                        on_batch()
+        self._all_groups, self._points = self._find_layers(self.prepared)
+        by_name = {n.name: n for n in self.prepared.graph.nodes}
+        pinned = set() if norm_statistics == "int8" else {
+            g.name for g in self._all_groups if any(_is_norm_statistic(self.prepared, by_name[n]) for n in g.nodes)}
+        self.pinned_fp32 = tuple(g.name for g in self._all_groups if g.name in pinned)
+        self.groups = [g for g in self._all_groups if g.name not in pinned]
+        self._sim: torch.fx.GraphModule | None = None
+
+    @staticmethod
+    def _find_layers(gm: torch.fx.GraphModule) -> tuple[list[LayerGroup], dict[str, set[str]]]:
+        from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+        from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+        nodes = list(gm.graph.nodes)
+        annotated = {n.name: n for n in nodes if n.op == "call_function" and Q_ANNOTATION_KEY in n.meta}
+        uf = UnionFind()
+        for name, n in annotated.items():
+            uf.find(name)
+            ann = n.meta[Q_ANNOTATION_KEY]
+            specs = [ann.output_qspec, *ann.input_qspec_map.values()]
+            for spec in specs:
+                if isinstance(spec, SharedQuantizationSpec):
+                    ref = spec.edge_or_node
+                    for r in (ref if isinstance(ref, tuple) else (ref,)):
+                        if isinstance(r, torch.fx.Node) and r.name in annotated:
+                            uf.union(r.name, name)
+            # Ops fused into one pattern (conv -> relu) have no observer between them.
+            for a in n.all_input_nodes:
+                if a.name in annotated:
+                    uf.union(a.name, name)
+        members: dict[str, list[torch.fx.Node]] = {}
+        for n in nodes:
+            if n.name in annotated:
+                members.setdefault(uf.find(n.name), []).append(n)
+        raw = []
+        root_to_group: dict[str, str] = {}
+        for root, group in members.items():  # graph order
+            anchor = next((n for n in group if _weight_module(gm, n)), None)
+            if anchor is not None:
+                name, op = _weight_module(gm, anchor), _op_name(anchor)
+            else:
+                anchor = group[0]
+                op = _op_name(anchor)
+                path = _module_path(anchor)
+                name = f"{path}:{op}" if path else op
+            raw.append((name, op, tuple(n.name for n in group)))
+            root_to_group[root] = str(len(raw) - 1)
+        groups = unique_layer_names(raw)
+        group_of = {n: groups[int(root_to_group[uf.find(n)])].name for n in annotated}
+        # Each observer is a quantization point: active when a quantized layer writes or reads it.
+        points: dict[str, set[str]] = {}
+        for n in nodes:
+            if not _is_observer(gm, n):
+                continue
+            adj = set()
+            src = n.args[0]
+            if isinstance(src, torch.fx.Node) and src.name in group_of:
+                adj.add(group_of[src.name])
+            adj |= {group_of[u.name] for u in n.users if u.name in group_of}
+            points[n.name] = adj
+        return groups, points
+
+    def _active_points(self, quantized: Collection[str]) -> set[str]:
+        q = set(quantized)
+        return {p for p, adj in self._points.items() if adj & q or (not adj and q)}
+
+    def _simulator(self) -> torch.fx.GraphModule:
+        if self._sim is None:
+            gm = copy.deepcopy(self.prepared)
+            for i, n in enumerate(list(gm.graph.nodes)):
+                if n.name in self._points:
+                    fq = _FakeQuant(gm.get_submodule(n.target))
+                    target = f"edgeml_fake_quant_{i}"
+                    gm.add_submodule(target, fq)
+                    n.target = target
+                    fq.point = n.name
+            gm.recompile()
+            gm.delete_all_unused_submodules()
+            self._sim = gm
+        return self._sim
+
+    @torch.no_grad()
+    def simulate(self, quantized: Collection[str], inputs: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
+        sim = self._simulator()
+        active = self._active_points(quantized)
+        for m in sim.modules():
+            if isinstance(m, _FakeQuant):
+                m.enabled = m.point in active
+        return [[t.float()[:1] for t in as_list(sim(to_batch(x, self.example_inputs[0])))] for x in inputs]
+
+    def _copy_prepared(self, fp32_layers: Collection[str]) -> torch.fx.GraphModule:
+        """A deep copy of the calibrated graph whose annotations point at its own nodes (deepcopy leaves
+        them on the original's), without the annotations of the layers that stay fp32; convert_pt2e's
+        metadata pass follows them to find each quantized input's (dynamic) Q/DQ nodes."""
+        from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+        from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+        gm = copy.deepcopy(self.prepared)
+        by_name = {n.name: n for n in gm.graph.nodes}
+        drop = {node for g in self._all_groups if g.name in set(fp32_layers) for node in g.nodes}
+
+        def remap(spec):
+            if isinstance(spec, SharedQuantizationSpec):
+                ref = spec.edge_or_node
+                ref = tuple(by_name[r.name] for r in ref) if isinstance(ref, tuple) else by_name[ref.name]
+                return SharedQuantizationSpec(ref)
+            return spec
+
+        for n in gm.graph.nodes:
+            ann = n.meta.get(Q_ANNOTATION_KEY)
+            if ann is None:
+                continue
+            if n.name in drop:
+                del n.meta[Q_ANNOTATION_KEY]
+                continue
+            n.meta[Q_ANNOTATION_KEY] = dataclasses.replace(
+                ann, input_qspec_map={by_name[k.name]: remap(v) for k, v in ann.input_qspec_map.items()},
+                output_qspec=remap(ann.output_qspec))
+        return gm
+
+    def quantized_module(self, fp32_layers: Collection[str] = ()) -> nn.Module:
+        """convert_pt2e of the calibrated graph, without the observers only fp32 layers touch."""
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+        fp32_layers = {*fp32_layers, *self.pinned_fp32}
+        keep = self._active_points([g.name for g in self.groups if g.name not in fp32_layers])
+        gm = self._copy_prepared(fp32_layers)
+        for n in list(gm.graph.nodes):
+            if n.name in self._points and n.name not in keep:
+                n.replace_all_uses_with(n.args[0])
+                gm.graph.erase_node(n)
+        gm.graph.lint()
+        gm.recompile()
+        gm.delete_all_unused_submodules()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            converted = convert_pt2e(gm)
+        return _one_dequantize_per_user(converted) if fp32_layers else converted
+
+
+# --------------------------------------------------------------------------------------------
+# torchao 8da4w: Linear layers
+# --------------------------------------------------------------------------------------------
+
+class Int4WeightSession(QuantSession):
+    """8da4w on each Linear; simulation swaps torchao-quantized copies of single layers in."""
+
+    format = "pte"
+
+    def __init__(self, model: nn.Module, scheme: Scheme, group_size: int, model_name: str) -> None:
+        self.scheme, self.observer, self.group_size = scheme, None, group_size
+        self.model = model.eval()
+        names = check_8da4w(model, group_size, model_name)
+        self.groups = [LayerGroup(n, "linear", (n,)) for n in names]
+        self._quantized: dict[str, nn.Module] = {}
+
+    def _quantized_layer(self, name: str) -> nn.Module:
+        if name not in self._quantized:
+            layer = copy.deepcopy(self.model.get_submodule(name))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                apply_8da4w(layer, self.group_size)
+            self._quantized[name] = layer
+        return self._quantized[name]
+
+    @torch.no_grad()
+    def simulate(self, quantized: Collection[str], inputs: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
+        originals = linear_layers(self.model)
+        swapped = []
+        try:
+            for name in quantized:
+                parent, _, leaf = name.rpartition(".")
+                setattr(self.model.get_submodule(parent) if parent else self.model, leaf,
+                        self._quantized_layer(name))
+                swapped.append(name)
+            return [[t.float() for t in as_list(self.model(x))] for x in inputs]
+        finally:
+            for name in swapped:
+                parent, _, leaf = name.rpartition(".")
+                setattr(self.model.get_submodule(parent) if parent else self.model, leaf, originals[name])
+
+    def quantized_module(self, fp32_layers: Collection[str] = ()) -> nn.Module:
+        model = copy.deepcopy(self.model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return apply_8da4w(model, self.group_size, exclude=fp32_layers)
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX Runtime: QDQ static and dynamic
+# --------------------------------------------------------------------------------------------
+
+# 7-bit weights. ONNX Runtime's x86 integer kernels multiply uint8 activations by int8 weights
+# with an instruction (vpmaddubsw) whose int16 pair sums saturate on CPUs without VNNI (AVX2,
+# AVX-512F): efficientmod_xxs's QDQ int8 model measured 3.3 dB worst-image SQNR there with full-
+# range weights, 23.7 dB with reduced range, and 24.0 dB with graph optimizations off (no fused
+# integer kernels at all). A .onnx is not tied to the CPU it was built on, so the safe range is
+# the default; the cost is one bit of weight resolution on CPUs that would not have saturated.
+
+
+__all__ = ["Int4WeightSession", "Pt2eSession"]
