@@ -1,0 +1,593 @@
+"""Hugging Face transformers' image classifiers through edgeml, beside ExecuTorch by hand and optimum-executorch.
+
+The list is ``benchmarks/coverage_models.json``: every class of transformers'
+``MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES``, at its default config and image size (or the
+smallest published configuration where the default is not a vision model of at most ~100M
+parameters), with the reason for each one that cannot run here at all. Each model is built once
+with a seeded random init and saved with ``save_pretrained``; every tool then starts from that
+directory, as a user would:
+
+* edgeml: ``export(str(DIR))`` to ``.pte`` (XNNPACK) fp32 and int8 and to ``.onnx`` fp32; the
+  delegation and the worst-image SQNR against eager PyTorch are the manifest's;
+* ExecuTorch by hand, its documented recipe: ``from_pretrained``, ``torch.export.export``,
+  ``to_edge_transform_and_lower(partitioner=[XnnpackPartitioner()])``, ``to_executorch``;
+  delegation through ``get_delegation_info`` summarized by edgeml's helper, SQNR with
+  ``measure_parity`` on the same photos and preprocessing;
+* optimum-executorch: ``optimum-cli export executorch --recipe xnnpack`` in its own virtual
+  environment (it pins its own transformers), the ``.pte`` then measured like the one by hand.
+
+Then every ``.pte`` of the model and ONNX Runtime on edgeml's ``.onnx`` are timed alternately in
+one run (ORT's spinning threads off, as ``edgeml profile --compare`` does). Each step runs in a
+child process (a crash or a hang costs that step only) and its result is a JSON file in the
+cache, so an interrupted run resumes. Run:
+
+    nice -n 19 python benchmarks/coverage.py [--models a,b] [--tools t1,t2] [--cache DIR]
+        [--threads 2] [--report-only]
+
+Steps run tool by tool across all models (edgeml fp32 .pte and .onnx first, then int8, then the
+peers), so a partial run still covers every model for the first tools.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# benchmarks/kernels.py would shadow the ``kernels`` package transformers imports: this folder goes
+# last on the path, for _common only.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
+LIST = HERE / "coverage_models.json"
+DEFAULT_CACHE = Path.home() / ".cache" / "edgeml" / "coverage"
+OPTIMUM_VENV = Path.home() / ".cache" / "edgeml" / "optimum-venv"
+OPTIMUM_PINS = ("torch==2.13.0", "optimum-executorch==1.1.0")
+TOOLS = ("save", "edgeml-pte", "edgeml-onnx", "timing", "edgeml-pte-int8", "executorch", "optimum")
+STEP_TIMEOUT_S = 2400
+FP32_DB, INT8_DB = 60.0, 25.0
+
+
+# -- the list and the cache ----------------------------------------------------------------------------
+
+
+def load_list() -> dict:
+    return json.loads(LIST.read_text())
+
+
+def result_path(cache: Path, key: str, tool: str) -> Path:
+    return cache / "results" / key / f"{tool}.json"
+
+
+def read_result(cache: Path, key: str, tool: str) -> dict | None:
+    p = result_path(cache, key, tool)
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def write_result(cache: Path, key: str, tool: str, result: dict) -> None:
+    p = result_path(cache, key, tool)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1, default=str))
+    tmp.replace(p)
+
+
+def model_dir(cache: Path, key: str) -> Path:
+    return cache / "models" / key
+
+
+def artifact_dir(cache: Path, key: str, tool: str) -> Path:
+    return cache / "artifacts" / key / tool
+
+
+def first_line(e: BaseException | str) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:300]
+
+
+def input_size(entry: dict, cache: Path) -> int:
+    if entry.get("input_size"):
+        return int(entry["input_size"])
+    cfg = json.loads((model_dir(cache, entry["key"]) / "config.json").read_text())
+    cfg = cfg.get("vision_config", cfg)
+    size = cfg.get("image_size", 224)
+    return int(size[0] if isinstance(size, list) else size)
+
+
+# -- the steps (each in a child process) --------------------------------------------------------------
+
+
+def step_save(entry: dict, cache: Path, seed: int) -> dict:
+    import torch
+    import transformers
+
+    out = model_dir(cache, entry["key"])
+    config = transformers.AutoConfig.for_model(entry["model_type"], **entry.get("config", {}))
+    cls = getattr(transformers, entry["class"])
+    torch.manual_seed(seed)
+    model = cls(config).eval()
+    params = sum(p.numel() for p in model.parameters())
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(str(tmp))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.replace(out)
+    return {"ok": True, "params_m": round(params / 1e6, 1)}
+
+
+def step_edgeml(entry: dict, cache: Path, fmt: str, quantize: str) -> dict:
+    import edgeml
+    from edgeml.export import export
+
+    out = artifact_dir(cache, entry["key"], f"edgeml-{fmt}-{quantize}")
+    out.mkdir(parents=True, exist_ok=True)
+    kwargs = {}
+    if entry.get("input_size"):
+        kwargs["input_shape"] = (1, 3, entry["input_size"], entry["input_size"])
+    if quantize != "none" and entry.get("min_sqnr_int8") is not None:
+        kwargs["min_sqnr"] = float(entry["min_sqnr_int8"])
+    t = time.perf_counter()
+    try:
+        art = export(str(model_dir(cache, entry["key"])), format=fmt, quantize=quantize, output_dir=out, **kwargs)
+    except edgeml.EdgeMLError as e:
+        stage, _, rest = first_line(e).partition(": ")
+        return {"ok": False, "stage": stage if rest else "export", "error": first_line(e),
+                "seconds": round(time.perf_counter() - t, 1)}
+    m = art.manifest
+    return {"ok": True, "path": str(art.path), "seconds": round(art.export_seconds, 1),
+            "size_mb": round(art.size_bytes / 1e6, 2), "delegation": m.delegation,
+            "worst_sqnr_db": m.parity.get("worst_sqnr_db"), "top1": _top1(m.parity),
+            "input_shape": list(m.inputs[0].shape), "preprocessing": m.preprocessing,
+            "warnings": list(art.warnings)}
+
+
+def _top1(parity: dict) -> float | None:
+    for o in (parity.get("outputs") or {}).values():
+        if "top1_agreement" in o:
+            return o["top1_agreement"]
+    return None
+
+
+def _reference(entry: dict, cache: Path):
+    """The model as transformers loads it from the directory, and edgeml's wrapper of it."""
+    import transformers
+
+    from edgeml.models.source import HuggingFaceVision
+
+    model = getattr(transformers, entry["class"]).from_pretrained(str(model_dir(cache, entry["key"])),
+                                                                  local_files_only=True).float().eval()
+    return model, HuggingFaceVision(model).eval()
+
+
+def _preprocessing(entry: dict, cache: Path):
+    from edgeml.images import Preprocessing
+    from edgeml.models._registry import IMAGENET_MEAN, IMAGENET_STD
+
+    edg = read_result(cache, entry["key"], "edgeml-pte") or read_result(cache, entry["key"], "edgeml-onnx") or {}
+    if edg.get("ok"):  # the same photos, prepared the same way as for edgeml's parity
+        return Preprocessing.from_dict(edg["preprocessing"])
+    return Preprocessing.for_resolution(input_size(entry, cache), IMAGENET_MEAN, IMAGENET_STD)
+
+
+def _pte_parity(entry: dict, cache: Path, pte: Path) -> dict:
+    """Worst-image SQNR of a plain ``.pte`` (no manifest) against eager PyTorch on edgeml's photos."""
+    import torch
+
+    from edgeml.images import sample_images
+    from edgeml.models._registry import ModelConfig
+    from edgeml.runtime.runners import PteRunner
+    from edgeml.runtime.verify import measure_parity
+
+    _, reference = _reference(entry, cache)
+    pre = _preprocessing(entry, cache)
+    x = torch.zeros(1, 3, pre.crop, pre.crop)
+    names = reference.output_names(x)
+    config = ModelConfig(name=entry["key"], family="huggingface", resolution=pre.crop,
+                         output="logits" if names and names[0] == "logits" else "output")
+    runner = PteRunner(pte)
+    with torch.no_grad():
+        parity = measure_parity(lambda t: list(reference(t)), runner, sample_images(), pre, config,
+                                output_names=names)
+    return {"worst_sqnr_db": parity["worst_sqnr_db"], "top1": _top1(parity)}
+
+
+def step_executorch(entry: dict, cache: Path) -> dict:
+    """ExecuTorch's documented recipe on the saved directory, stage by stage."""
+    import torch
+
+    from edgeml.backends.xnnpack.lowering import _summarize
+
+    out = artifact_dir(cache, entry["key"], "executorch")
+    out.mkdir(parents=True, exist_ok=True)
+    stage = "load"
+    t = time.perf_counter()
+    try:
+        model, _ = _reference(entry, cache)
+        size = input_size(entry, cache)
+        x = torch.randn(1, 3, size, size)
+        stage = "torch.export"
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.devtools.backend_debug import get_delegation_info
+        from executorch.exir import to_edge_transform_and_lower
+
+        with torch.no_grad():
+            exported = torch.export.export(model, (), {"pixel_values": x})
+        stage = "to_edge_transform_and_lower"
+        edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+        delegation = _summarize(get_delegation_info(edge.exported_program().graph_module)).to_dict()
+        stage = "to_executorch"
+        program = edge.to_executorch()
+        path = out / f"{entry['key']}_executorch.pte"
+        path.write_bytes(program.buffer)
+        seconds = time.perf_counter() - t
+        stage = "run"
+        parity = _pte_parity(entry, cache, path)
+    except Exception as e:
+        return {"ok": False, "stage": stage, "error": f"{type(e).__name__}: {first_line(e)}",
+                "seconds": round(time.perf_counter() - t, 1)}
+    return {"ok": True, "path": str(path), "seconds": round(seconds, 1), "size_mb": round(path.stat().st_size / 1e6, 2),
+            "delegation": delegation, **parity}
+
+
+def _pte_portable_ops(path: Path) -> dict:
+    """The operators a ``.pte`` runs outside its delegates (with how often), from its execution plan."""
+    from collections import Counter
+
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    program = deserialize_pte_binary(path.read_bytes())
+    program = getattr(program, "program", program)
+    plan = program.execution_plan[0]
+    counts: Counter = Counter()
+    for chain in plan.chains:
+        for ins in chain.instructions:
+            args = ins.instr_args
+            if type(args).__name__ == "KernelCall":
+                op = plan.operators[args.op_index]
+                counts[f"{op.name}.{op.overload}" if op.overload else op.name] += 1
+    return dict(counts)
+
+
+def step_optimum(entry: dict, cache: Path) -> dict:
+    from edgeml.backends.xnnpack.lowering import COMPUTE_OPS
+
+    cli = OPTIMUM_VENV / "bin" / "optimum-cli"
+    if not cli.is_file():
+        return {"ok": False, "stage": "install", "error": f"{cli} is missing: run this script with --setup-optimum"}
+    out = artifact_dir(cache, entry["key"], "optimum")
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [str(cli), "export", "executorch", "--model", str(model_dir(cache, entry["key"])),
+           "--task", "image-classification", "--recipe", "xnnpack", "--output_dir", str(out)]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(out), timeout=STEP_TIMEOUT_S)
+    seconds = time.perf_counter() - t
+    ptes = sorted(out.glob("*.pte"))
+    if proc.returncode != 0 or not ptes:
+        lines = [ln for ln in (proc.stderr + proc.stdout).strip().splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "Error" in ln or "error" in ln]
+        return {"ok": False, "stage": "export", "error": (errors[-1] if errors else (lines[-1] if lines else
+                f"exit {proc.returncode}, no .pte"))[:300], "seconds": round(seconds, 1)}
+    path = ptes[0]
+    result: dict = {"ok": True, "path": str(path), "seconds": round(seconds, 1),
+                    "size_mb": round(path.stat().st_size / 1e6, 2)}
+    try:
+        portable = _pte_portable_ops(path)
+        compute_left = sum(n for op, n in portable.items() if any(f"{c}." in op + "." for c in COMPUTE_OPS))
+        result["delegation"] = {"portable_ops": portable, "portable_compute": compute_left}
+    except Exception as e:
+        result["delegation"] = {"error": f"{type(e).__name__}: {first_line(e)}"}
+    try:
+        result.update(_pte_parity(entry, cache, path))
+    except Exception as e:
+        result.update(ok=False, stage="run", error=f"{type(e).__name__}: {first_line(e)}")
+    return result
+
+
+ARTIFACT_TOOLS = ("edgeml-pte", "edgeml-pte-int8", "executorch", "optimum", "edgeml-onnx")
+
+
+def timed_artifacts(cache: Path, key: str) -> dict[str, str]:
+    found = {}
+    for tool in ARTIFACT_TOOLS:
+        r = read_result(cache, key, tool)
+        if r and r.get("ok") and r.get("path") and Path(r["path"]).is_file():
+            found[tool] = r["path"]
+    return found
+
+
+def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) -> dict:
+    """Every artifact of the model, one inference each per round, in rotating order (ORT not spinning)."""
+    import torch
+
+    from edgeml.profile.compare import interleaved_order
+    from edgeml.runtime.runners import PteRunner, make_runner
+
+    found = timed_artifacts(cache, entry["key"])
+    if not found:
+        return {"ok": False, "stage": "timing", "error": "no artifact to time", "artifacts": {}}
+    runners, inputs = [], []
+    for tool, path in found.items():
+        if tool.startswith("edgeml"):
+            runner = make_runner(path, threads=threads, spinning=False)
+        else:
+            runner = PteRunner(path, threads=threads)
+        x = [torch.randn(*runner.input_shapes[0])]
+        runner.run(x)
+        runners.append(runner)
+        inputs.append(x)
+    t = time.perf_counter()
+    for r, x in zip(runners, inputs):
+        r.run(x)
+    per_round = time.perf_counter() - t
+    rounds = max(5, min(30, int(budget_s / max(per_round, 1e-3))))
+    samples: list[list[float]] = [[] for _ in runners]
+    for i in range(rounds):
+        for k in interleaved_order(i, len(runners)):
+            t = time.perf_counter()
+            runners[k].run(inputs[k])
+            samples[k].append((time.perf_counter() - t) * 1e3)
+    return {"ok": True, "artifacts": found, "rounds": rounds, "threads": threads, "load": _load(),
+            "median_ms": {tool: round(statistics.median(s), 3) for tool, s in zip(found, samples)}}
+
+
+def run_step(entry: dict, cache: Path, tool: str, seed: int, threads: int) -> dict:
+    if tool == "save":
+        return step_save(entry, cache, seed)
+    if tool == "edgeml-pte":
+        return step_edgeml(entry, cache, "pte", "none")
+    if tool == "edgeml-pte-int8":
+        return step_edgeml(entry, cache, "pte", "int8")
+    if tool == "edgeml-onnx":
+        return step_edgeml(entry, cache, "onnx", "none")
+    if tool == "executorch":
+        return step_executorch(entry, cache)
+    if tool == "optimum":
+        return step_optimum(entry, cache)
+    if tool == "timing":
+        return step_timing(entry, cache, threads)
+    raise ValueError(tool)
+
+
+def worker(key: str, tool: str, cache: Path, threads: int) -> None:
+    import warnings
+
+    warnings.simplefilter("ignore")
+    data = load_list()
+    entry = next(m for m in data["models"] if m["key"] == key)
+    try:
+        result = run_step(entry, cache, tool, data.get("seed", 0), threads)
+    except Exception as e:
+        result = {"ok": False, "stage": tool, "error": f"crash: {type(e).__name__}: {first_line(e)}",
+                  "traceback": traceback.format_exc()[-2000:]}
+    result["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    write_result(cache, key, tool, result)
+
+
+# -- orchestration -------------------------------------------------------------------------------------
+
+
+def needs_run(entry: dict, cache: Path, tool: str) -> bool:
+    r = read_result(cache, entry["key"], tool)
+    if tool == "timing":
+        # Timed again whenever the set of artifacts changed (a peer or int8 exported since).
+        return set(timed_artifacts(cache, entry["key"])) != set((r or {}).get("artifacts", {})) and bool(
+            timed_artifacts(cache, entry["key"]))
+    if r is None:
+        return True
+    return tool != "save" and not (model_dir(cache, entry["key"]) / "config.json").is_file()
+
+
+def spawn(entry: dict, cache: Path, tool: str, threads: int) -> None:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", entry["key"], tool, "--cache", str(cache),
+           "--threads", str(threads)]
+    log = cache / "logs" / f"{entry['key']}.{tool}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    with open(log, "w") as f:
+        try:
+            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=str(cache), timeout=STEP_TIMEOUT_S)
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            rc = None
+    if rc != 0 and read_result(cache, entry["key"], tool) is None or rc is None:
+        tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-1:] or [""]
+        why = f"timed out after {STEP_TIMEOUT_S} s" if rc is None else f"the process died (exit {rc}): {tail[0][:200]}"
+        write_result(cache, entry["key"], tool, {"ok": False, "stage": tool, "error": why})
+    r = read_result(cache, entry["key"], tool) or {}
+    status = "ok" if r.get("ok") else f"FAILED {r.get('stage')}: {r.get('error')}"
+    extra = f" {r.get('worst_sqnr_db')} dB" if r.get("worst_sqnr_db") is not None else ""
+    print(f"  {entry['key']} {tool}: {status}{extra} ({time.perf_counter() - t:.0f} s, load {_load()})", flush=True)
+
+
+def setup_optimum() -> None:
+    """optimum-executorch in its own virtual environment, torch pinned to edgeml's (CPU) build."""
+    py = OPTIMUM_VENV / "bin" / "python"
+    if not py.is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(OPTIMUM_VENV)], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", *OPTIMUM_PINS], check=True)
+
+
+def optimum_versions() -> str:
+    py = OPTIMUM_VENV / "bin" / "python"
+    if not py.is_file():
+        return "not installed"
+    code = ("import importlib.metadata as m; print(', '.join(f'{p} {m.version(p)}' for p in "
+            "('optimum-executorch', 'executorch', 'torch', 'transformers')))")
+    proc = subprocess.run([str(py), "-c", code], capture_output=True, text=True)
+    return proc.stdout.strip() or first_line(proc.stderr)
+
+
+# -- the report ----------------------------------------------------------------------------------------
+
+
+def _fmt_db(r: dict | None) -> str:
+    if r is None:
+        return ""
+    if not r.get("ok"):
+        return f"FAIL ({r.get('stage')})"
+    v = r.get("worst_sqnr_db")
+    return "inf" if v is not None and v > 1e30 else (f"{v:.1f}" if v is not None else "?")
+
+
+def _compute(r: dict | None) -> str:
+    if not r or not r.get("ok"):
+        return ""
+    d = r.get("delegation") or {}
+    if "compute_total" in d:
+        s = f"{d['compute_delegated']}/{d['compute_total']}"
+    elif "portable_compute" in d:
+        s = "all" if d["portable_compute"] == 0 else f"{d['portable_compute']} left"
+    else:
+        return "n/a"
+    portable = d.get("portable_ops") or {}
+    if portable:
+        s += " (" + ", ".join(f"{k.replace('aten_', '').replace('_default', '')} x{n}"
+                              for k, n in sorted(portable.items(), key=lambda kv: -kv[1])[:4]) + \
+             (", ..." if len(portable) > 4 else "") + ")"
+    return s
+
+
+def all_compute_delegated(r: dict | None) -> bool:
+    if not r or not r.get("ok"):
+        return False
+    d = r.get("delegation") or {}
+    if "compute_total" in d:
+        return d["compute_delegated"] == d["compute_total"]
+    return d.get("portable_compute") == 0
+
+
+def passes(r: dict | None, db: float, pte: bool = True) -> bool:
+    return bool(r and r.get("ok") and (r.get("worst_sqnr_db") or -1e9) >= db and (not pte or all_compute_delegated(r)))
+
+
+def report(cache: Path, models: list[dict], skipped: list[dict]) -> None:
+    headers = ["model", "params M", "size", "edgeml pte fp32 dB", "XNNPACK compute (portable ops)", "pte int8 dB",
+               "onnx fp32 dB", "ET by hand dB", "ET by hand compute", "optimum dB", "optimum compute",
+               "pte ms", "int8 ms", "ET hand ms", "optimum ms", "ort ms", "pte/ET hand", "pte/ort"]
+    rows, ratios_hand, failures = [], [], []
+    for e in models:
+        key = e["key"]
+        R = {t: read_result(cache, key, t) for t in TOOLS}
+        med = (R["timing"] or {}).get("median_ms", {})
+
+        def ms(tool: str, med: dict = med) -> str:
+            return f"{med[tool]:.1f}" if tool in med else ""
+
+        def ratio(a: str, b: str, med: dict = med) -> str:
+            return f"{med[a] / med[b]:.2f}" if a in med and b in med else ""
+
+        if "edgeml-pte" in med and "executorch" in med:
+            ratios_hand.append((key, med["edgeml-pte"] / med["executorch"]))
+        save = R["save"] or {}
+        size = ""
+        if (model_dir(cache, key) / "config.json").is_file():
+            size = str(input_size(e, cache))
+        rows.append([key, save.get("params_m", e.get("params_m", "")), size, _fmt_db(R["edgeml-pte"]),
+                     _compute(R["edgeml-pte"]), _fmt_db(R["edgeml-pte-int8"]), _fmt_db(R["edgeml-onnx"]),
+                     _fmt_db(R["executorch"]), _compute(R["executorch"]), _fmt_db(R["optimum"]),
+                     _compute(R["optimum"]), ms("edgeml-pte"), ms("edgeml-pte-int8"), ms("executorch"),
+                     ms("optimum"), ms("edgeml-onnx"), ratio("edgeml-pte", "executorch"),
+                     ratio("edgeml-pte", "edgeml-onnx")])
+        for tool in TOOLS:
+            r = R[tool]
+            if r is not None and not r.get("ok"):
+                failures.append(f"{key} / {tool}: {r.get('stage')}: {r.get('error')}")
+    from _common import print_table
+
+    print()
+    print_table(headers, rows)
+    n = len(models) + len(skipped)
+    print(f"\n{len(models)} models run of {n} in the list; {len(skipped)} cannot run here: "
+          + "; ".join(f"{s['key']} ({s['skip']})" for s in skipped))
+
+    def line(tool: str, label: str, db: float, pte: bool) -> None:
+        ran = [e for e in models if read_result(cache, e["key"], tool) is not None]
+        good = [e for e in ran if passes(read_result(cache, e["key"], tool), db, pte)]
+        what = "every compute op in XNNPACK and " if pte else ""
+        print(f"{label}: {len(good)}/{n} of the list ({len(good)}/{len(ran)} of those run) export with "
+              f"{what}worst-image SQNR >= {db:.0f} dB")
+
+    line("edgeml-pte", "edgeml .pte fp32", FP32_DB, True)
+    line("edgeml-pte-int8", "edgeml .pte int8", INT8_DB, False)
+    line("edgeml-onnx", "edgeml .onnx fp32", FP32_DB, False)
+    line("executorch", "ExecuTorch by hand", FP32_DB, True)
+    line("optimum", f"optimum-executorch ({optimum_versions()})", FP32_DB, True)
+    if ratios_hand:
+        values = [v for _, v in ratios_hand]
+        slower = [f"{k} {v:.2f}" for k, v in ratios_hand if v > 1.0]
+        print(f"edgeml .pte / ExecuTorch-by-hand latency: median {statistics.median(values):.2f}, max "
+              f"{max(values):.2f} over {len(values)} models both export; slower than by hand on: "
+              f"{', '.join(slower) or 'none'}")
+    if failures:
+        print("\nfailures:")
+        for f in failures:
+            print(f"  {f}")
+
+
+def _load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", help="comma-separated keys of coverage_models.json (default: all)")
+    ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, in this order: {','.join(TOOLS)}")
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rerun", action="store_true", help="run the chosen steps again even if cached")
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--setup-optimum", action="store_true", help=f"install {' '.join(OPTIMUM_PINS)} in {OPTIMUM_VENV}")
+    ap.add_argument("--worker", nargs=2, metavar=("KEY", "TOOL"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    cache = args.cache.expanduser().resolve()
+    if args.worker:
+        worker(args.worker[0], args.worker[1], cache, args.threads)
+        return
+    from _common import machine
+
+    print(f"command: {' '.join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])}")
+    print(f"machine: {machine()}\ndate: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
+    print(f"load average at start: {_load()}; threads {args.threads}; cache {cache}", flush=True)
+    if args.setup_optimum:
+        setup_optimum()
+    data = load_list()
+    wanted = set(args.models.split(",")) if args.models else None
+    chosen = [m for m in data["models"] if wanted is None or m["key"] in wanted]
+    if wanted:
+        unknown = wanted - {m["key"] for m in data["models"]}
+        if unknown:
+            sys.exit(f"not in {LIST.name}: {', '.join(sorted(unknown))}")
+    models = [m for m in chosen if "skip" not in m]
+    skipped = [m for m in chosen if "skip" in m]
+    if not args.report_only:
+        # Timing comes twice: after the fp32 exports, and again once int8 and the peers added artifacts.
+        tools = [t for t in (*TOOLS, "timing") if t in args.tools.split(",")]
+        # Smallest first, so a run cut short has covered the most models.
+        order = sorted(models, key=lambda m: m.get("params_m", 0))
+        for tool in tools:
+            print(f"{tool}:", flush=True)
+            for entry in order:
+                if tool != "save" and not (model_dir(cache, entry["key"]) / "config.json").is_file():
+                    continue
+                if tool in ("edgeml-pte", "edgeml-onnx", "edgeml-pte-int8", "executorch", "optimum") and not (
+                        args.rerun or read_result(cache, entry["key"], tool) is None):
+                    continue
+                if tool == "save" and not args.rerun and (model_dir(cache, entry["key"]) / "config.json").is_file():
+                    continue
+                if tool == "timing" and not (args.rerun or needs_run(entry, cache, tool)):
+                    continue
+                spawn(entry, cache, tool, args.threads)
+    report(cache, models, skipped)
+    print(f"\nload average at end: {_load()}")
+
+
+if __name__ == "__main__":
+    main()
