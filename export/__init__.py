@@ -234,9 +234,18 @@ def _standard_strides(shape: Sequence[int]) -> tuple[int, ...]:
 
 def capture(model: nn.Module, example_inputs: tuple, dynamic_shapes: object | None = None
             ) -> torch.export.ExportedProgram:
-    """``torch.export.export``; a model it cannot capture is a LoweringError with torch's first line."""
+    """``torch.export.export``; a model it cannot capture is a LoweringError with torch's first line
+    (the graph torch dumps on stderr when it fails is not shown; EDGEML_DEBUG=1 shows it)."""
+    import contextlib
+    import io
+    import os
+
+    from edgeml.runtime.runners import quiet_native_stderr
+
+    quiet = contextlib.nullcontext() if os.environ.get("EDGEML_DEBUG") else contextlib.redirect_stderr(io.StringIO())
     try:
-        return torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes)
+        with quiet_native_stderr(), quiet:
+            return torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise LoweringError(f"torch.export failed: {first}") from e

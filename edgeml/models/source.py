@@ -290,7 +290,7 @@ def state_dict_sha256(module: nn.Module) -> str:
         if isinstance(value, torch.Tensor):
             t = value.detach().cpu().contiguous()
             h.update(str((tuple(t.shape), t.dtype)).encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -456,9 +456,9 @@ def describe_outputs(loaded: LoadedModel, example: torch.Tensor, num_classes: in
                                f"input failed: {type(e).__name__}: {_first_line(e)}") from None
     if not named:
         raise ModelSourceError(f"{loaded.reference} returns no tensor")
-    first_key, first = named[0]
+    first_key = named[0][0]
     logits_key = "logits" if any(k == "logits" for k, _ in named) else (first_key if len(named) == 1 else None)
-    logits = dict(named).get(logits_key) if logits_key else None
+    logits = dict(named).get(logits_key) if logits_key is not None else None
     config = loaded.config
     if logits is not None and logits.dim() == 2 and (logits.shape[1] > 1 or loaded.labels):
         k = int(logits.shape[1])

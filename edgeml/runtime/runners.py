@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -23,16 +24,19 @@ from edgeml.manifest import ARTIFACT_SUFFIXES, Manifest, read_manifest, sha256_f
 
 @contextlib.contextmanager
 def quiet_native_stderr() -> Iterator[None]:
-    """Silence what native libraries print on fd 2 (cpuinfo probes) while initializing."""
+    """Silence what native libraries (cpuinfo probes) and torch.export's failure dumps print on
+    fd 2 while the block runs (not with EDGEML_DEBUG=1)."""
     if os.environ.get("EDGEML_DEBUG"):
         yield
         return
     saved = os.dup(2)
     try:
+        sys.stderr.flush()
         with open(os.devnull, "wb") as null:
             os.dup2(null.fileno(), 2)
         yield
     finally:
+        sys.stderr.flush()  # what Python buffered meanwhile goes where it was going
         os.dup2(saved, 2)
         os.close(saved)
 

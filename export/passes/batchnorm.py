@@ -38,8 +38,13 @@ class FoldPlan:
 
 
 def find_batchnorm_folds(model: nn.Module, example_inputs: tuple) -> FoldPlan:
-    """Locate foldable pairs by tracing ``model`` (which is not changed)."""
-    ep = torch.export.export(model, example_inputs)
+    """Locate foldable pairs by tracing ``model`` (which is not changed); a model without
+    BatchNorm is not traced. A model torch.export cannot capture is a LoweringError."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return FoldPlan([], [])
+    from edgeml.export import capture
+
+    ep = capture(model, example_inputs)
     sig = ep.graph_signature
     owner = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}  # placeholder -> FQN
 

@@ -138,6 +138,7 @@ def test_nn_module_instance_from_python(tmp_path, capsys):
         other[0].weight.add_(1.0)
     with pytest.raises(Exception, match="fingerprint differs"):
         verify_artifact(art.path, model=other)
+    capsys.readouterr()
     line = _error_line(capsys, main(["verify", str(art.path)]))
     assert "nn.Module in Python" in line
 

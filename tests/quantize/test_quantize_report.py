@@ -12,7 +12,7 @@ def test_report_pte_8da4w_api():
     stages, layers = [], []
     report = quantize_report(MODEL, format="pte", scheme="8da4w", resolution=RES, progress=stages.append,
                              on_layer=lambda done, total: layers.append((done, total)))
-    assert stages == ["build", "quantize", "lower", "parity", "layers"] and layers == [(1, 1)]
+    assert stages == ["build", "passes", "quantize", "lower", "parity", "layers"] and layers == [(1, 1)]
     assert report.runtime.startswith("ExecuTorch") and report.images and len(report.images) == 6
     assert [r.name for r in report.layers] == ["classifier.1"] and report.layers[0].noise_share == 1.0
     # int4 weights in one layer: a real but bounded loss, the same in the runtime and in simulation

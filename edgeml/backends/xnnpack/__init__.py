@@ -23,17 +23,27 @@ from edgeml.errors import LoweringError
 
 
 class XnnpackProgram:
-    """The prepared module and its quantization session; ``build`` captures, decomposes and lowers."""
+    """The prepared module and its quantization session; ``build`` captures (or takes the capture
+    made at compile time), decomposes and lowers."""
 
     def __init__(self, module: nn.Module, example: tuple, spec: CompileSpec, session: Any) -> None:
         self.module, self.example, self.spec, self.session = module, example, spec, session
+        # Without quantization the graph is captured now, so that a model torch.export cannot
+        # capture fails in the capture stage; lowering consumes it, so a second build recaptures.
+        self._captured = self._capture(module) if session is None else None
+
+    def _capture(self, module: nn.Module) -> torch.export.ExportedProgram:
+        from edgeml.export import capture, decompose_custom_ops
+
+        return decompose_custom_ops(capture(module, self.example, self.spec.dynamic_shapes), backend="xnnpack")
 
     def build(self, fp32_layers: Sequence[str] = ()) -> tuple[bytes, dict[str, Any]]:
         from edgeml.backends.xnnpack.lowering import lower_to_pte, lowering_failure
-        from edgeml.export import capture, decompose_custom_ops
 
-        module = self.session.quantized_module(fp32_layers) if self.session is not None else self.module
-        exported = decompose_custom_ops(capture(module, self.example, self.spec.dynamic_shapes), backend="xnnpack")
+        if self.session is not None:
+            exported = self._capture(self.session.quantized_module(fp32_layers))
+        else:
+            exported, self._captured = self._captured or self._capture(self.module), None
         try:
             data, delegation = lower_to_pte(exported)
         except Exception as e:
