@@ -22,5 +22,17 @@ def test_imports_through_edgeml_namespace():
     import edgeml.export
     import edgeml.kernels
 
-    assert Path(edgeml.export.__file__).parent.name == "export"
-    assert Path(edgeml.kernels.__file__).parent.name == "kernels"
+    assert Path(edgeml.export.__file__).parent == REPO / "export"
+    assert Path(edgeml.kernels.__file__).parent == REPO / "edgeml" / "kernels"
+
+
+def test_no_root_folder_shadows_an_installed_package():
+    # `python -m pytest` and scripts run from the checkout put its root first on sys.path, where a
+    # package folder named like an installed distribution's module hides that module (a root
+    # `kernels/` broke `import transformers`, which imports Hugging Face's `kernels`).
+    from importlib.metadata import packages_distributions
+
+    installed = packages_distributions()
+    folders = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
+    clashes = {name: installed[name] for name in folders & set(installed) if set(installed[name]) != {"edgeml"}}
+    assert not clashes, f"root folders shadow installed packages: {clashes}"

@@ -2,8 +2,8 @@
 
 Each op lives in one module with its naive reference, its plain-aten chunked form (CPU
 implementation and export decomposition), its fake kernel and the registration of its Triton
-CUDA kernel (kernels/_triton_*.py, imported lazily so that importing edgeml never imports
-Triton). See kernels/_backend.py for switching the CPU implementation between the forms.
+CUDA kernel (edgeml/kernels/_triton_*.py, imported lazily so that importing edgeml never imports
+Triton). See edgeml/kernels/_backend.py for switching the CPU implementation between the forms.
 """
 from ._backend import current_backend, set_backend, use_backend
 from .decompositions import decomposition_table

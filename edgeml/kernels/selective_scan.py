@@ -40,7 +40,7 @@ Forms, side by side:
   for long sequences or strong decay (when ``delta * A <= 0``, i.e. A <= 0 as in Mamba's
   ``A = -exp(A_log)`` and delta >= 0). A down-sweep then hands every token its entry state.
   Work is O(l) per channel plus O((l / chunk_size)^2) for the cross-chunk matrix.
-* ``selective_scan_triton`` (kernels/_triton_selective_scan.py): the CUDA kernel.
+* ``selective_scan_triton`` (edgeml/kernels/_triton_selective_scan.py): the CUDA kernel.
 * a fake kernel so torch.export traces the op without running it.
 """
 import functools

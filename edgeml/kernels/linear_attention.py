@@ -37,7 +37,7 @@ Forms, side by side:
   exponents are <= 0: no inf/nan for strong decay or long sequences. Non-causal: ``k'^T v`` and
   ``sum k`` once, then one product per query; the pair rotation is a product with a constant
   signed permutation matrix (a matmul XNNPACK takes, where strided slices would not be).
-* ``linear_attention_triton`` (kernels/_triton_linear_attention.py): the CUDA kernel.
+* ``linear_attention_triton`` (edgeml/kernels/_triton_linear_attention.py): the CUDA kernel.
 * a fake kernel for torch.export.
 """
 from typing import NamedTuple
