@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -43,23 +44,43 @@ def kernel_features(info: dict) -> list[str]:
     return [f for f in KERNEL_FEATURES if f in features]
 
 
-def run_calls(env: Aarch64Env, artifact: Path, fmt: str, calls: Sequence[Sequence[np.ndarray]], cpu: str, *,
-              sha256: str | None = None, on_call: Callable[[], None] | None = None,
-              timeout: float | None = None) -> tuple[list[list[np.ndarray]], dict]:
-    """Run ``calls`` (each a list of input arrays) through ``artifact`` in one aarch64 process on
-    CPU model ``cpu``; returns the outputs of every call and what the process reported."""
+@dataclass
+class Job:
+    """One artifact and the inputs of each of its program calls."""
+
+    artifact: Path
+    format: str
+    calls: Sequence[Sequence[np.ndarray]]
+    sha256: str | None = None
+
+
+@dataclass
+class JobResult:
+    outputs: list[list[np.ndarray]] | None  # per call, per output; None if the job failed
+    info: dict
+    error: str | None = None  # why it failed
+    crashed: bool = False  # the aarch64 process itself died (not an error the runtime reported)
+
+
+def run_jobs(env: Aarch64Env, jobs: Sequence[Job], cpu: str, *, on_call: Callable[[int], None] | None = None,
+             timeout: float | None = None) -> list[JobResult]:
+    """Run every job in one aarch64 process on CPU model ``cpu`` (torch and ExecuTorch are imported
+    once). ``on_call(job_index)`` is called after each program call."""
     import json
 
     cpu = resolve_cpu(cpu)
     with tempfile.TemporaryDirectory(prefix="edgeml-aarch64-") as tmp:
         tmp_path = Path(tmp)
-        inputs, outputs, info_path = tmp_path / "inputs.npz", tmp_path / "outputs.npz", tmp_path / "info.json"
-        np.savez(inputs, **{f"call{i:05d}_in{k}": np.ascontiguousarray(x, dtype=np.float32)
-                            for i, xs in enumerate(calls) for k, x in enumerate(xs)})
-        argv = [str(REMOTE_RUNNER), "--artifact", str(Path(artifact).resolve()), "--format", fmt,
-                "--inputs", str(inputs), "--outputs", str(outputs), "--info", str(info_path)]
-        if sha256:
-            argv += ["--sha256", sha256]
+        specs = []
+        for j, job in enumerate(jobs):
+            inputs = tmp_path / f"job{j}_inputs.npz"
+            np.savez(inputs, **{f"call{i:05d}_in{k}": np.ascontiguousarray(x, dtype=np.float32)
+                                for i, xs in enumerate(job.calls) for k, x in enumerate(xs)})
+            specs.append({"artifact": str(Path(job.artifact).resolve()), "format": job.format, "sha256": job.sha256,
+                          "inputs": str(inputs), "outputs": str(tmp_path / f"job{j}_outputs.npz"),
+                          "info": str(tmp_path / f"job{j}_info.json")})
+        (tmp_path / "jobs.json").write_text(json.dumps(specs))
+        argv = [str(REMOTE_RUNNER), "--jobs", str(tmp_path / "jobs.json")]
         stderr_path = tmp_path / "stderr.txt"
         with open(stderr_path, "wb") as err:
             try:
@@ -70,8 +91,9 @@ def run_calls(env: Aarch64Env, artifact: Path, fmt: str, calls: Sequence[Sequenc
             try:
                 assert proc.stdout is not None
                 for line in proc.stdout:
-                    if line.startswith("edgeml-progress") and on_call:
-                        on_call()
+                    parts = line.split()
+                    if len(parts) == 4 and parts[0] == "edgeml-progress" and on_call:
+                        on_call(int(parts[1]))
                 rc = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
@@ -81,26 +103,52 @@ def run_calls(env: Aarch64Env, artifact: Path, fmt: str, calls: Sequence[Sequenc
                 proc.kill()
                 proc.wait()
                 raise
-        if rc != 0 or not outputs.is_file():
-            lines = stderr_path.read_text(errors="replace").strip().splitlines()
-            remote = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("edgeml-remote-error:")]
-            if remote:
-                raise ArtifactError(f"{Path(artifact).name} on aarch64 ({cpu}): {remote[-1]}")
-            if rc < 0:
-                name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
-                raise Aarch64EnvError(f"the aarch64 process on {cpu} died with {name}"
-                                      + (f" ({lines[-1]})" if lines else ""))
-            raise Aarch64EnvError(f"the aarch64 process on {cpu} failed (exit {rc})"
-                                  + (f": {lines[-1]}" if lines else ""))
-        info = json.loads(info_path.read_text())
-        with np.load(outputs, allow_pickle=False) as z:
-            per_call: dict[int, dict[int, np.ndarray]] = {}
-            for key in z.files:
-                i, k = key.removeprefix("call").split("_out")
-                per_call.setdefault(int(i), {})[int(k)] = z[key]
-    if sorted(per_call) != list(range(len(calls))):
-        raise Aarch64EnvError(f"the aarch64 run on {cpu} returned {len(per_call)} results for {len(calls)} calls")
-    return [[outs[k] for k in sorted(outs)] for _, outs in sorted(per_call.items())], info
+        lines = stderr_path.read_text(errors="replace").strip().splitlines()
+        errors: dict[int, str] = {}
+        for ln in lines:
+            m = re.match(r"edgeml-remote-error: job (\d+): (.*)", ln)
+            if m:
+                errors[int(m.group(1))] = m.group(2)
+        if rc < 0:
+            name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else f"signal {-rc}"
+            death = f"the aarch64 process died with {name}" + (f" ({lines[-1]})" if lines else "")
+        elif rc != 0 and not errors:
+            death = f"the aarch64 process failed (exit {rc})" + (f": {lines[-1]}" if lines else "")
+        else:
+            death = ""
+        results: list[JobResult] = []
+        for j, spec in enumerate(specs):
+            out_path, info_path = Path(spec["outputs"]), Path(spec["info"])
+            if j in errors:
+                results.append(JobResult(None, {}, errors[j]))
+            elif not out_path.is_file() or not info_path.is_file():
+                results.append(JobResult(None, {}, death or "no outputs written", crashed=bool(death)))
+            else:
+                with np.load(out_path, allow_pickle=False) as z:
+                    per_call: dict[int, dict[int, np.ndarray]] = {}
+                    for key in z.files:
+                        i, k = key.removeprefix("call").split("_out")
+                        per_call.setdefault(int(i), {})[int(k)] = z[key]
+                if sorted(per_call) != list(range(len(jobs[j].calls))):
+                    results.append(JobResult(None, {}, f"{len(per_call)} results for {len(jobs[j].calls)} calls"))
+                    continue
+                outs = [[o[k] for k in sorted(o)] for _, o in sorted(per_call.items())]
+                results.append(JobResult(outs, json.loads(info_path.read_text())))
+    return results
+
+
+def run_calls(env: Aarch64Env, artifact: Path, fmt: str, calls: Sequence[Sequence[np.ndarray]], cpu: str, *,
+              sha256: str | None = None, on_call: Callable[[], None] | None = None,
+              timeout: float | None = None) -> tuple[list[list[np.ndarray]], dict]:
+    """Run ``calls`` (each a list of input arrays) through ``artifact`` in one aarch64 process on
+    CPU model ``cpu``; returns the outputs of every call and what the process reported."""
+    [result] = run_jobs(env, [Job(Path(artifact), fmt, calls, sha256)], cpu,
+                        on_call=(lambda _: on_call()) if on_call else None, timeout=timeout)
+    if result.crashed:
+        raise Aarch64EnvError(f"{Path(artifact).name} on aarch64 ({resolve_cpu(cpu)}): {result.error}")
+    if result.error is not None or result.outputs is None:
+        raise ArtifactError(f"{Path(artifact).name} on aarch64 ({resolve_cpu(cpu)}): {result.error}")
+    return result.outputs, result.info
 
 
 @dataclass
@@ -136,7 +184,9 @@ class Aarch64Report:
                 "host": self.host, "profiles": self.profiles}
 
 
-def _score(names: Sequence[str], logits: bool, run: HostRun, expected: list[list], got: list[list]) -> dict:
+def score(names: Sequence[str], logits: bool, run: HostRun, expected: list[list], got: list[list]) -> dict:
+    """Parity (edgeml.runtime.verify.ParityAccumulator) of ``got`` against ``expected``, both per
+    program call of ``run``, over the real rows only."""
     import torch
 
     from edgeml.runtime.verify import ParityAccumulator
@@ -257,15 +307,15 @@ def verify_on_aarch64(
     names = [o.name for o in manifest.outputs]
     logits = manifest.model.get("config", {}).get("output") == "logits"
     threshold = _threshold(manifest, min_sqnr)
-    host = _score(names, logits, run, run.reference, run.host)
+    host = score(names, logits, run, run.reference, run.host)
     profiles: dict[str, dict] = {}
     qemu_version = ""
     for cpu in cpus:
         on_call = on_profile(cpu, len(run.inputs)) if on_profile else None
         outs, info = run_calls(env, opened.path, opened.format, run.inputs, cpu,
                                sha256=manifest.artifact.get("sha256"), on_call=on_call, timeout=timeout)
-        profiles[cpu] = {"vs_reference": _score(names, logits, run, run.reference, outs),
-                         "vs_host": _score(names, logits, run, run.host, outs),
+        profiles[cpu] = {"vs_reference": score(names, logits, run, run.reference, outs),
+                         "vs_host": score(names, logits, run, run.host, outs),
                          "features": kernel_features(info), "info": info}
     try:
         import json

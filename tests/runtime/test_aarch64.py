@@ -194,7 +194,7 @@ def test_remote_runner_contract_on_the_host_python(tiny_pte, tmp_path):
                            "--info", str(tmp_path / "info.json")], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert [ln for ln in proc.stdout.splitlines() if ln.startswith("edgeml-progress")] == [
-        "edgeml-progress 1 3", "edgeml-progress 2 3", "edgeml-progress 3 3"]
+        "edgeml-progress 0 1 3", "edgeml-progress 0 2 3", "edgeml-progress 0 3 3"]
     with np.load(tmp_path / "out.npz") as z:
         assert sorted(z.files) == [f"call{i:05d}_out{k}" for i in range(3) for k in range(2)]
         for i, (x,) in enumerate(calls):
@@ -214,7 +214,7 @@ def test_remote_runner_refuses_other_bytes(tiny_pte, tmp_path):
                            "--outputs", str(tmp_path / "out.npz"), "--info", str(tmp_path / "info.json")],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and not (tmp_path / "out.npz").exists()
-    assert proc.stderr.strip().splitlines()[-1].startswith("edgeml-remote-error: ValueError:")
+    assert proc.stderr.strip().splitlines()[-1].startswith("edgeml-remote-error: job 0: ValueError:")
 
 
 def test_remote_runner_runs_onnx(tmp_path):
@@ -244,6 +244,22 @@ def test_run_calls_plumbing_and_progress(tiny_pte, tmp_path):
     np.testing.assert_allclose(outs[1][0], model(torch.from_numpy(calls[1][0]))[0].detach().numpy(), atol=1e-5)
     with pytest.raises(ArtifactError, match=r"tiny\.pte on aarch64 \(cortex-a76\): ValueError"):
         run_calls(_HostPython(tmp_path, sys.executable), path, "pte", calls, "dotprod", sha256="0" * 64)
+
+
+def test_one_failing_job_does_not_stop_the_others(tiny_pte, tmp_path):
+    from edgeml.aarch64.run import Job, run_jobs
+
+    path, model = tiny_pte
+    calls = _calls(1)
+    jobs = [Job(path, "pte", calls), Job(path, "pte", calls, sha256="0" * 64), Job(path, "pte", calls)]
+    done: list[int] = []
+    results = run_jobs(_HostPython(tmp_path, sys.executable), jobs, "max", on_call=done.append)
+    assert done == [0, 2]
+    assert results[1].outputs is None and results[1].error.startswith("ValueError") and not results[1].crashed
+    for r in (results[0], results[2]):
+        assert r.error is None and r.info["calls"] == 1
+        np.testing.assert_allclose(r.outputs[0][0], model(torch.from_numpy(calls[0][0]))[0].detach().numpy(),
+                                   atol=1e-5)
 
 
 # ------------------------------------------------------------------- on the emulated ARM CPU
