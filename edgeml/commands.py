@@ -172,21 +172,30 @@ def _bar(total: int, desc: str):
 def cmd_list(args: argparse.Namespace) -> int:
     from edgeml.models import get_model_config, list_models
     from edgeml.models._registry import count_model_params
+    from edgeml.zoo_status import load_status, model_status, verified_summary
 
+    status = load_status()  # what real exports measured (edgeml/data/zoo_status.json)
     rows = []
     with _quiet():
         for name in list_models():
             cfg = get_model_config(name)
             params = count_model_params(name)
-            rows.append({"name": name, "params": params, "resolution": cfg.resolution,
-                         "output": cfg.output, "formats": list(cfg.formats)})
+            results = model_status(name, status)
+            rows.append({"name": name, "params": params, "resolution": cfg.resolution, "output": cfg.output,
+                         "formats": sorted({kind.split()[0] for kind, r in results.items() if r["verified"]}),
+                         "measured": {kind: {k: r.get(k) for k in ("sqnr_db", "threshold_db", "verified", "fp32_layers",
+                                                                    "weights", "measured", "error")}
+                                      for kind, r in results.items()}})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'model':<30}{'params':>10}{'resolution':>12}  {'output':<12}formats")
+    print(f"{'model':<30}{'params':>10}{'resolution':>12}  {'output':<12}exported and verified (worst-image SQNR)")
     for r in rows:
-        formats = ", ".join(r["formats"]) or "not yet verified"
-        print(f"{r['name']:<30}{r['params'] / 1e6:>9.2f}M{r['resolution']:>12}  {r['output']:<12}{formats}")
+        summary = verified_summary(model_status(r["name"], status))
+        print(f"{r['name']:<30}{r['params'] / 1e6:>9.2f}M{r['resolution']:>12}  {r['output']:<12}{summary}")
+    print("\nSQNR: the artifact in its runtime against eager PyTorch with the same weights, worst of the sample "
+          "images; '< T': below the scheme's default threshold T dB; 'not measured': no export recorded "
+          "(benchmarks/zoo_status.py records them).")
     return 0
 
 
