@@ -87,18 +87,21 @@ class RoPE(nn.Module):
         if head_dim % 4:
             raise ValueError(f"RoPE needs a head width divisible by 4, got {head_dim}")
         n = head_dim // 4
-        angle = 1.0 / (10000 ** torch.linspace(0, 1, n))
-        # A constant of the configuration, not a weight: not saved (see adapt_official_state_dict).
-        self.register_buffer("angle", angle.repeat_interleave(2), persistent=False)
+        angle = (1.0 / (10000 ** torch.linspace(0, 1, n))).repeat_interleave(2)
+        # Constants of the configuration, not weights: not saved (see adapt_official_state_dict).
+        self.register_buffer("angle", angle, persistent=False)
+        # (2, d): row index -> the first d/2 angles, column index -> the last d/2.
+        zeros = torch.zeros_like(angle)
+        self.register_buffer("axis_angles", torch.stack([torch.cat([angle, zeros]), torch.cat([zeros, angle])]),
+                             persistent=False)
 
     def forward(self, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-        angle = self.angle
-        rows = torch.arange(h, device=angle.device).to(angle.dtype)[:, None] * angle  # (h, d/2)
-        cols = torch.arange(w, device=angle.device).to(angle.dtype)[:, None] * angle  # (w, d/2)
-        half = angle.shape[0]
-        rows = rows[:, None, :].expand(h, w, half)
-        cols = cols[None, :, :].expand(h, w, half)
-        theta = torch.cat([rows, cols], dim=-1).flatten(0, 1)  # (h*w, d)
+        # theta = [row, col] @ axis_angles: integer positions and one product, no elementwise
+        # float op (PT2E int8 would quantize a mul, add or cat here, i.e. the angles themselves).
+        # Each entry is one float product, position * angle, as in the original.
+        token = torch.arange(h * w, device=self.angle.device)
+        position = torch.stack([torch.div(token, w, rounding_mode="floor"), token % w], dim=1)
+        theta = torch.mm(position.to(self.angle.dtype), self.axis_angles)  # (h*w, d)
         return theta.cos(), theta.sin()
 
 
@@ -150,7 +153,9 @@ class RavltAttention(nn.Module):
         q, k = elu_plus_one(q), elu_plus_one(k)
         # The query mean as a global average pool (b*n, 1, d), and the key weights alpha as a
         # softmax over tokens of its product with every key (b*n, 1, t).
-        q_mean = self._heads(q.mean((2, 3), keepdim=True)).transpose(1, 2)
+        # One reshape (b, C, 1, 1) -> (b*n, 1, d): with a transpose, or a squeeze then an
+        # unsqueeze, XNNPACK's int8 program failed to load (invalid transpose / squeeze node).
+        q_mean = q.mean((2, 3), keepdim=True).reshape(-1, 1, self.head_dim)
         k_heads = self._heads(k)  # (b*n, d, t)
         alpha = torch.softmax(torch.bmm(q_mean * self.scale, k_heads), dim=-1)
         k_heads = k_heads * alpha
