@@ -22,7 +22,6 @@ saturate otherwise on CPUs without VNNI (see ``edgeml.backends.ort.quantizer.ORT
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -100,24 +99,6 @@ def resolve_observer(scheme: Scheme, fmt: str, observer: str | None) -> str | No
     if observer not in OBSERVERS[fmt]:
         raise UsageError(f"observer {observer!r} is not available for .{fmt}; choose {', '.join(OBSERVERS[fmt])}")
     return observer
-
-
-def xnnpack_quantizer(scheme: Scheme, observer: str | None):
-    """XNNPACKQuantizer for ``int8`` (static, the given observer) or ``int8-dynamic``."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
-
-    if scheme.name not in ("int8", "int8-dynamic"):
-        raise ValueError(f"{scheme.name} is not a PT2E scheme")
-    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=scheme.name == "int8-dynamic")
-    if scheme.name == "int8":
-        ctr = {"histogram": HistogramObserver, "minmax": MinMaxObserver}[observer or "histogram"]
-        act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=ctr.with_args(eps=2**-12))
-        config = dataclasses.replace(config, input_activation=act, output_activation=act)
-    return XNNPACKQuantizer().set_global(config)
 
 
 def ort_calibration_method(observer: str):

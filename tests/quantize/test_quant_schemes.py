@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from edgeml.backends.xnnpack.quantizer import xnnpack_quantizer
 from edgeml.cli import main
 from edgeml.errors import ImageError, UsageError
 from edgeml.export import DEFAULT_MIN_SQNR, QUANT_TAGS, artifact_name
@@ -14,7 +15,6 @@ from edgeml.quantize.schemes import (
     check_8da4w,
     get_scheme,
     resolve_observer,
-    xnnpack_quantizer,
 )
 
 MODEL, RES = "mobilenetv2", "64"

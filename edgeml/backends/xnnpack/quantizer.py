@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 import torch
 from torch import nn
 
-from edgeml.quantize.schemes import Scheme, apply_8da4w, check_8da4w, linear_layers, xnnpack_quantizer
+from edgeml.quantize.schemes import Scheme, apply_8da4w, check_8da4w, linear_layers
 from edgeml.quantize.session import LayerGroup, QuantSession, UnionFind, as_list, to_batch, unique_layer_names
 
 
@@ -130,6 +130,38 @@ def _one_dequantize_per_user(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
         gm.graph.lint()
         gm.recompile()
     return gm
+
+
+def _clamp_fusing_quantizer_class():
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+
+    from edgeml.backends.xnnpack.annotate import annotate_conv_clamp
+
+    class ClampFusingQuantizer(XNNPACKQuantizer):
+        """``XNNPACKQuantizer`` that first annotates conv / linear -> hardtanh pairs as one op."""
+
+        def annotate(self, model):
+            annotate_conv_clamp(model, self.global_config)
+            return super().annotate(model)
+
+    return ClampFusingQuantizer
+
+
+def xnnpack_quantizer(scheme: Scheme, observer: str | None):
+    """XNNPACKQuantizer for ``int8`` (static, the given observer) or ``int8-dynamic``; static int8
+    also quantizes a conv / linear and the clamp after it as one op (``annotate.py``)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
+
+    if scheme.name not in ("int8", "int8-dynamic"):
+        raise ValueError(f"{scheme.name} is not a PT2E scheme")
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=scheme.name == "int8-dynamic")
+    if scheme.name == "int8":
+        ctr = {"histogram": HistogramObserver, "minmax": MinMaxObserver}[observer or "histogram"]
+        act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=ctr.with_args(eps=2**-12))
+        config = dataclasses.replace(config, input_activation=act, output_activation=act)
+    return _clamp_fusing_quantizer_class()().set_global(config)
+
 
 
 class Pt2eSession(QuantSession):
