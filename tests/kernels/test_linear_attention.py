@@ -9,12 +9,14 @@ import pytest
 import torch
 
 from edgeml.kernels import (
+    decomposition_table,
     linear_attention,
     linear_attention_chunked,
     linear_attention_naive,
     linear_attention_quadratic,
     use_backend,
 )
+from edgeml.kernels.linear_attention import apply_rope, rotate_pairs
 
 FP32_TOL = 5e-6
 
@@ -164,3 +166,89 @@ def test_errors_say_what_is_expected():
         linear_attention_chunked(q, k, v, causal=True, log_decay=g[..., :5])
     with pytest.raises(ValueError, match="same shape"):
         linear_attention_chunked(q, k[..., :2], v)
+
+
+def rope_tables(t: int, dk: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.rand(t, dk, generator=g) * t
+    return theta.cos(), theta.sin()
+
+
+@pytest.mark.parametrize("b,h,t,dk,dv", SHAPES[1:])
+def test_rope_non_causal_matches_attention_matrices(b, h, t, dk, dv):
+    q, k, v, _ = make_inputs(b, h, t, dk, dv)
+    cos, sin = rope_tables(t, dk)
+    kw = dict(scale=dk**-0.5, rope_cos=cos, rope_sin=sin)
+    ref = linear_attention_naive(q, k, v, **kw)
+    assert rel_rms(ref, linear_attention_naive(q, k, v, scale=dk**-0.5)) > 0.1  # the tables matter
+    assert rel_rms(linear_attention_chunked(q, k, v, **kw), ref) < FP32_TOL
+
+
+def test_rope_rotates_the_numerator_only_by_hand():
+    # t = 2, dk = 2, one pair: rope(x)_t = R(theta_t) x_t, a plane rotation.
+    q = torch.tensor([[1.0, 2.0], [0.5, 1.0]]).view(1, 1, 2, 2)
+    k = torch.tensor([[2.0, 1.0], [1.0, 3.0]]).view(1, 1, 2, 2)
+    v = torch.tensor([[1.0], [-2.0]]).view(1, 1, 2, 1)
+    theta = torch.tensor([[0.3, 0.3], [1.1, 1.1]])
+
+    def rot(x, a):  # (-x1, x0) convention: [x0 cos - x1 sin, x1 cos + x0 sin]
+        c, s = torch.cos(a), torch.sin(a)
+        return torch.stack([x[0] * c - x[1] * s, x[1] * c + x[0] * s])
+
+    qs, ks, vs = q.view(2, 2), k.view(2, 2), v.view(2)
+    kr = [rot(ks[j], theta[j, 0]) for j in range(2)]
+    expected = torch.stack([
+        sum(rot(qs[i], theta[i, 0]) @ kr[j] * vs[j] for j in range(2)) / (qs[i] @ ks.sum(0) + 1e-6)
+        for i in range(2)
+    ])
+    for form in (linear_attention_naive, linear_attention_chunked, linear_attention):
+        out = form(q, k, v, rope_cos=theta.cos(), rope_sin=theta.sin())
+        torch.testing.assert_close(out.flatten(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_rope_and_per_token_key_weights_commute():
+    # RALA rescales keys by alpha_j before the op; rope(alpha k) = alpha rope(k) exactly in the maths.
+    q, k, v, _ = make_inputs(2, 2, 50, 8, 8)
+    cos, sin = rope_tables(50, 8)
+    alpha = torch.rand(2, 2, 50, 1) + 0.1
+    out = linear_attention_chunked(q, k * alpha, v, rope_cos=cos, rope_sin=sin)
+    num = apply_rope(q, cos, sin) @ (apply_rope(k, cos, sin) * alpha).transpose(-1, -2) @ v
+    den = q @ (k * alpha).sum(-2, keepdim=True).transpose(-1, -2)
+    assert rel_rms(out, num / (den + 1e-6)) < FP32_TOL
+
+
+def test_rotate_pairs_is_the_signed_pair_swap():
+    x = torch.arange(1.0, 7.0).view(1, 6)
+    assert rotate_pairs(x).tolist() == [[-2.0, 1.0, -4.0, 3.0, -6.0, 5.0]]
+
+
+def test_decomposition_of_the_exported_op_matches_naive():
+    # What export does: capture the op, replace it by the decomposition table's form.
+    class Attend(torch.nn.Module):
+        def forward(self, q, k, v, cos, sin):
+            return linear_attention(q, k, v, scale=0.25, rope_cos=cos, rope_sin=sin)
+
+    q, k, v, _ = make_inputs(2, 2, 40, 8, 4)
+    cos, sin = rope_tables(40, 8)
+    ep = torch.export.export(Attend(), (q, k, v, cos, sin))
+    op = torch.ops.edgeml.linear_attention.default
+    assert any(n.target is op for n in ep.graph.nodes)
+    decomposed = ep.run_decompositions(decomposition_table())
+    assert not any(n.target is op for n in decomposed.graph.nodes)
+    ref = linear_attention_naive(q, k, v, scale=0.25, rope_cos=cos, rope_sin=sin)
+    assert rel_rms(decomposed.module()(q, k, v, cos, sin), ref) < FP32_TOL
+
+
+def test_rope_errors_say_what_is_expected():
+    q, k, v, g = make_inputs(1, 2, 20, 4, 8, decay="weak")
+    cos, sin = rope_tables(20, 4)
+    with pytest.raises(ValueError, match="causal=False"):
+        linear_attention_chunked(q, k, v, causal=True, rope_cos=cos, rope_sin=sin)
+    with pytest.raises(ValueError, match="go together"):
+        linear_attention_chunked(q, k, v, rope_cos=cos)
+    with pytest.raises(ValueError, match=r"rope_sin must be \(t, dk\)"):
+        linear_attention_chunked(q, k, v, rope_cos=cos, rope_sin=sin[:5])
+    with pytest.raises(TypeError, match="unknown linear_attention option"):
+        linear_attention_chunked(q, k, v, rope=cos)
+    torch.library.opcheck(torch.ops.edgeml.linear_attention.default, (q, k, v, False, None, 1.0, 1e-6, cos, sin),
+                          test_utils=("test_schema", "test_faketensor"))

@@ -30,7 +30,14 @@ LINEAR_ATTENTION_CASES = {
     "la-ragged-noncausal": (2, 3, 37, 8, 16, False, None),
     "la-2chunks-noncausal": (1, 2, 130, 32, 8, False, None),
 }
-CASE_IDS = sorted(SELECTIVE_SCAN_CASES) + sorted(LINEAR_ATTENTION_CASES) + [
+# Non-causal with rotary tables on the numerator (RALA): (b, h, t, dk, dv, layout); layout "heads"
+# passes q, k, v as transposed views of a channel-first (b, h, d, t) tensor, as RAVLT does.
+LINEAR_ATTENTION_ROPE_CASES = {
+    "la-rope-ragged": (2, 3, 37, 8, 16, "contiguous"),
+    "la-rope-2chunks-odd-dv": (1, 2, 130, 32, 20, "contiguous"),
+    "la-rope-channel-first-views": (1, 2, 70, 16, 16, "heads"),
+}
+CASE_IDS = sorted(SELECTIVE_SCAN_CASES) + sorted(LINEAR_ATTENTION_CASES) + sorted(LINEAR_ATTENTION_ROPE_CASES) + [
     "ss-op-backend-triton",
     "ss-op-backend-triton-bidirectional",
     "la-op-backend-triton",
@@ -77,6 +84,14 @@ def run_all() -> dict[str, dict]:
     for case_id, (b, h, t, dk, dv, causal, decay) in LINEAR_ATTENTION_CASES.items():
         q, k, v, g = la_tests.make_inputs(b, h, t, dk, dv, decay=decay)
         kw = dict(causal=causal, log_decay=g, scale=dk**-0.5)
+        record(case_id, linear_attention_triton(q, k, v, **kw, block_t=32), linear_attention_naive(q, k, v, **kw))
+
+    for case_id, (b, h, t, dk, dv, layout) in LINEAR_ATTENTION_ROPE_CASES.items():
+        q, k, v, _ = la_tests.make_inputs(b, h, t, dk, dv)
+        if layout == "heads":
+            q, k, v = (x.transpose(-1, -2).contiguous().transpose(-1, -2) for x in (q, k, v))
+        cos, sin = la_tests.rope_tables(t, dk)
+        kw = dict(scale=dk**-0.5, rope_cos=cos, rope_sin=sin)
         record(case_id, linear_attention_triton(q, k, v, **kw, block_t=32), linear_attention_naive(q, k, v, **kw))
 
     # The registered CPU kernel dispatches to Triton (interpreted) under use_backend("triton").
