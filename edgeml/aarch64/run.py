@@ -340,8 +340,13 @@ def _sqnr(parity: dict) -> float:
     return min(o["sqnr_db"] for o in parity["outputs"].values())
 
 
-def _max_abs(parity: dict) -> float:
-    return max(o["max_abs_error"] for o in parity["outputs"].values())
+def max_abs_text(parity: dict) -> str:
+    """The largest absolute difference; the report keeps 6 decimals, so a nonzero one below that
+    reads as 0 there and as "<1e-06" here."""
+    value = max(o["max_abs_error"] for o in parity["outputs"].values())
+    if value == 0 and any(o["sqnr_db"] != math.inf for o in parity["outputs"].values()):
+        return "<1e-06"
+    return f"{value:.3g}"
 
 
 def _cell(parity: dict) -> str:
@@ -359,7 +364,7 @@ def format_aarch64_report(report: Aarch64Report) -> str:
     lines.append(f"  {'host ' + os.uname().machine:<15}{_cell(h):>22}{_top1(h):>7}   {'-':>18}{'-':>10}{'-':>7}")
     for cpu, p in report.profiles.items():
         r, v = p["vs_reference"], p["vs_host"]
-        lines.append(f"  {cpu:<15}{_cell(r):>22}{_top1(r):>7}   {_cell(v):>18}{_max_abs(v):>10.3g}{_top1(v):>7}  "
+        lines.append(f"  {cpu:<15}{_cell(r):>22}{_top1(r):>7}   {_cell(v):>18}{max_abs_text(v):>10}{_top1(v):>7}  "
                      f"{' '.join(p['features']) or '-'}")
     worst = min((p["vs_reference"]["worst_sqnr_db"] for p in report.profiles.values()), default=math.nan)
     verdict = "PASS" if report.passed else "FAIL"

@@ -262,6 +262,30 @@ def test_one_failing_job_does_not_stop_the_others(tiny_pte, tmp_path):
                                    atol=1e-5)
 
 
+def _parity(sqnr: float, max_abs: float, top1: float = 1.0) -> dict:
+    out = {"sqnr_db": sqnr, "cosine": 1.0, "max_abs_error": max_abs, "top1_agreement": top1,
+           "image_sqnr_db": {"min": sqnr, "p5": sqnr, "median": sqnr}}
+    return {"images": ["a.jpg", "b.jpg"], "outputs": {"logits": out}, "worst_sqnr_db": sqnr}
+
+
+def test_report_names_each_profile_and_fails_below_the_threshold():
+    from edgeml.aarch64.run import Aarch64Report, format_aarch64_report
+
+    profiles = {"cortex-a76": {"vs_reference": _parity(31.0, 0.1), "vs_host": _parity(float("inf"), 0.0),
+                               "features": ["asimd", "asimddp"], "info": {"runtime": "ExecuTorch 1.5.1"}},
+                "max,sme=off": {"vs_reference": _parity(24.0, 0.2, 0.5), "vs_host": _parity(130.0, 0.0),
+                                "features": ["asimd", "asimddp", "i8mm"], "info": {}}}
+    report = Aarch64Report(Path("m.pte"), 25.0, "eager", "ExecuTorch (xnnpack) on the host", _parity(31.0, 0.1),
+                           profiles, qemu="qemu-user 10.0.2")
+    text = format_aarch64_report(report)
+    assert not report.passed and text.splitlines()[-1].startswith("  FAIL: worst SQNR vs reference on aarch64 24.0")
+    a76 = next(ln for ln in text.splitlines() if ln.strip().startswith("cortex-a76"))
+    assert "identical [identical]" in a76 and a76.endswith("asimd asimddp")
+    i8mm = next(ln for ln in text.splitlines() if ln.strip().startswith("max,sme=off"))
+    assert "<1e-06" in i8mm and "50%" in i8mm  # 130 dB apart is not "0 apart"
+    assert report.to_dict()["passed"] is False
+
+
 # ------------------------------------------------------------------- on the emulated ARM CPU
 
 def _missing_env() -> str | None:
