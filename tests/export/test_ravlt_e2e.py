@@ -1,0 +1,46 @@
+"""End to end for RAVLT-T: .pte fp32 at 64 x 64 (the stage-1 and stage-2 RALA blocks go through
+edgeml::linear_attention's decomposition), parity in ExecuTorch, and every op in XNNPACK.
+
+Larger resolutions, int8, ONNX and the other variants are measured by
+``benchmarks/ravlt_resolution.py`` (minutes each on two cores).
+"""
+import pytest
+import torch
+
+from edgeml.export import DEFAULT_MIN_SQNR, export
+from edgeml.manifest import read_manifest, sha256_file
+from edgeml.runtime.verify import verify_artifact
+
+
+@pytest.fixture(scope="module")
+def pte_fp32(tmp_path_factory):
+    return export("ravlt_t", format="pte", resolution=64, output_dir=tmp_path_factory.mktemp("ravlt"))
+
+
+def test_ravlt_t_pte_fp32_verifies_entirely_in_xnnpack(pte_fp32):
+    art = pte_fp32
+    m = read_manifest(art.path)
+    assert art.path.name == "ravlt_t_r64_xnnpack_fp32.pte" and m.artifact["sha256"] == sha256_file(art.path)
+    assert m.inputs[0].shape == [1, 3, 64, 64] and m.outputs[0].shape == [1, 1000]
+    d = m.delegation
+    # ELU+1 as relu + exp, the key sum and normalizer as products, 3-D batched matmuls: nothing of
+    # the RALA blocks is left to portable kernels (before: ELU, sums and 80 expand copies were).
+    assert d["portable_ops"] == {} and d["share"] == 1.0 and d["compute_share"] == 1.0
+    # 4 stem convs, 12 blocks x (pos, qkvo, lepe, proj, fc1, dw, fc2 and 2 LayerNorms x 2
+    # averaging convs), 3 mergings, proj, head = 4 + 12 * 11 + 3 + 2 = 141, plus the attention
+    # matmuls: RALA 4 x (alpha bmm, 2 rotations, kv, key sum, numerator, normalizer) = 28, softmax
+    # 8 x (2 rotations, scores, values) = 32.
+    assert d["compute_total"] == 141 + 28 + 32
+    report = verify_artifact(art.path)
+    assert report.passed
+    logits = report.parity["outputs"]["logits"]
+    assert logits["sqnr_db"] >= DEFAULT_MIN_SQNR["none"] and logits["top1_agreement"] == 1.0
+
+
+def test_program_runs_in_stock_executorch(pte_fp32):
+    # No custom kernel in the program: stock ExecuTorch (XNNPACK + portable) loads and runs it.
+    from executorch.runtime import Runtime
+
+    program = Runtime.get().load_program(pte_fp32.path.read_bytes())
+    out = program.load_method("forward").execute([torch.randn(1, 3, 64, 64)])[0]
+    assert out.shape == (1, 1000) and torch.isfinite(out).all()
