@@ -35,11 +35,15 @@ class XnnpackProgram:
     def _capture(self, module: nn.Module) -> torch.export.ExportedProgram:
         from edgeml.export import capture, decompose_custom_ops
         from edgeml.export.passes.computed_weights import fold_computed_weights
+        from edgeml.export.passes.softmax_guard import drop_unmasked_softmax_guards
 
         exported = decompose_custom_ops(capture(module, self.example, self.spec.dynamic_shapes), backend="xnnpack")
         # XNNPACK's convolutions and linears take static weights only: weights computed from
         # parameters (weight standardization, weight normalization) become constants.
-        return fold_computed_weights(exported)
+        exported = fold_computed_weights(exported)
+        # An attention without a mask needs no fully-masked-row guard (boolean ops XNNPACK lacks).
+        drop_unmasked_softmax_guards(exported.graph_module)
+        return exported
 
     def build(self, fp32_layers: Sequence[str] = ()) -> tuple[bytes, dict[str, Any]]:
         from edgeml.backends.xnnpack.lowering import lower_to_pte, lowering_failure

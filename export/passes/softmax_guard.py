@@ -1,0 +1,77 @@
+"""Drop the fully-masked-row guard of attention softmaxes that have no mask, in a decomposed graph.
+
+``scaled_dot_product_attention`` decomposes (torch's math form) into ``bmm``, ``_softmax`` and
+then the guard of ``_safe_softmax``: ``where(all(scores == -inf, dim), 0, softmax)``, so that a
+row every key of which is masked out gives zeros rather than NaN. The guard is five boolean ops
+(``eq``, ``logical_not``, ``any``, ``logical_not``, ``where``) and a ``full_like`` per attention,
+none of which XNNPACK runs: each attention layer leaves them to ExecuTorch's portable kernels
+and splits the XNNPACK partition around them (Segformer: 8 attentions, 56 portable nodes).
+
+A score row can only be all ``-inf`` through a mask. When the scores are the product of the
+attention matmul, only scaled, reshaped or copied on their way to the softmax (no mask added,
+no ``masked_fill`` or ``where``), the guard selects the softmax everywhere, and this pass lets
+the softmax's users read it directly; the dead guard nodes go. A masked attention keeps its guard.
+The function is unchanged (``tests/export/test_softmax_guard.py``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import fx
+
+aten = torch.ops.aten
+_SOFTMAX = {aten._softmax.default, aten.softmax.int}
+_MATMUL = {aten.bmm.default, aten.mm.default, aten.matmul.default, aten.baddbmm.default}
+# Ops on the way from the matmul to the softmax that cannot make a finite score -inf.
+_PASSTHROUGH = {
+    aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.expand.default,
+    aten.permute.default, aten.clone.default, aten.contiguous.default, aten.squeeze.dim,
+    aten.unsqueeze.default, aten.mul.Scalar, aten.div.Scalar, aten._to_copy.default,
+}
+
+
+def _unmasked(scores: fx.Node) -> bool:
+    """``scores`` come from a matmul through pass-through ops only (no mask on the way)."""
+    node = scores
+    while isinstance(node, fx.Node) and node.op == "call_function":
+        if node.target in _MATMUL:
+            return True
+        if node.target not in _PASSTHROUGH:
+            return False
+        node = node.args[0]
+    return False
+
+
+def _guard_of(where: fx.Node) -> fx.Node | None:
+    """The softmax a ``where(cond, zeros, softmax)`` guards, when ``cond`` tests its scores for -inf."""
+    if where.op != "call_function" or where.target is not aten.where.self or len(where.args) != 3:
+        return None
+    cond, _, softmax = where.args
+    if not (isinstance(softmax, fx.Node) and softmax.op == "call_function" and softmax.target in _SOFTMAX):
+        return None
+    scores = softmax.args[0]
+    stack, seen = [cond], set()
+    while stack:  # the condition's few boolean ops, back to an eq(scores, -inf)
+        n = stack.pop()
+        if not isinstance(n, fx.Node) or n in seen or n.op != "call_function" or len(seen) > 8:
+            continue
+        seen.add(n)
+        if n.target is aten.eq.Scalar and n.args[0] is scores and n.args[1] == -math.inf:
+            return softmax
+        stack.extend(n.all_input_nodes)
+    return None
+
+
+def drop_unmasked_softmax_guards(graph_module: fx.GraphModule) -> int:
+    """Remove the guards of softmaxes whose scores carry no mask, in place; returns how many."""
+    dropped = 0
+    for node in list(graph_module.graph.nodes):
+        softmax = _guard_of(node)
+        if softmax is not None and _unmasked(softmax.args[0]):
+            node.replace_all_uses_with(softmax)
+            dropped += 1
+    if dropped:
+        graph_module.graph.eliminate_dead_code()
+        graph_module.recompile()
+    return dropped
