@@ -1,0 +1,193 @@
+"""ARM kernels vs x86 kernels: zoo .pte programs on emulated aarch64 CPUs (qemu-user).
+
+Every model is exported once per scheme (fp32, int8) here on the host; the same .pte then runs
+on the host (x86 XNNPACK kernels) and, in one emulated aarch64 process per CPU profile, on the
+ARM kernels that profile selects (cortex-a76: NEON + dot product; ``max,sme=off``: i8mm; ``max``:
+SME/KleidiAI; cortex-a72: plain NEON). Per model, scheme and CPU the table gives SQNR against
+the PyTorch reference (x86 run and ARM run), SQNR and max abs error of the ARM run against the
+x86 run, and top-1 agreement. The note column says ``bit-identical`` when the ARM outputs equal
+the x86 ones, ``fp32 rounding`` when they differ by no more than fp32 summation order would
+(>= 90 dB), and ``FINDING`` otherwise. Emulated timings mean nothing and are not reported.
+
+Needs ``edgeml setup-aarch64`` first. Run it niced, it is CPU-bound for a long while:
+
+    nice -n 19 .venv/bin/python benchmarks/arm_parity.py [--models mobilenetv2_ulsam,fastvithd@256]
+        [--schemes none,int8] [--cpu cortex-a76 --cpu max,sme=off] [--sme] [--images DIR]
+        [--work DIR] [--markdown FILE]
+
+``--models`` defaults to every zoo model (``edgeml list``); ``NAME@RES`` exports at resolution RES,
+``NAME:none`` (or ``:int8``, ``:none+int8``) limits that model to those schemes.
+Artifacts already in ``--work`` (checked against their manifest) are reused.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import command, machine, print_table  # noqa: E402
+
+from edgeml.aarch64 import DEFAULT_CPUS, resolve_cpu  # noqa: E402
+from edgeml.aarch64.run import Job, host_run, kernel_features, max_abs_text, run_jobs, score  # noqa: E402
+from edgeml.aarch64.setup import find_env  # noqa: E402
+from edgeml.errors import EdgeMLError  # noqa: E402
+
+FP32_ROUNDING_DB = 90.0  # ARM vs x86 above this: summation order, not a different computation
+SCHEME_LABEL = {"none": "fp32", "int8": "int8"}
+
+
+def _db(v: float) -> str:
+    return "identical" if v == math.inf else f"{v:.1f}"
+
+
+def _sqnr(parity: dict) -> float:
+    return min(o["sqnr_db"] for o in parity["outputs"].values())
+
+
+def _top1(parity: dict) -> str:
+    values = [o["top1_agreement"] for o in parity["outputs"].values() if "top1_agreement" in o]
+    return f"{min(values) * 100:.0f}%" if values else "n/a"
+
+
+def _export(name: str, scheme: str, resolution: int | None, work: Path) -> Path:
+    from edgeml.export import export
+    from edgeml.runtime.runners import open_artifact
+
+    out = work / f"{name}{'_' + str(resolution) if resolution else ''}_{SCHEME_LABEL[scheme]}"
+    existing = sorted(out.glob("*.pte"))
+    if existing:
+        try:
+            open_artifact(existing[0])
+            return existing[0]
+        except EdgeMLError:
+            pass
+    return Path(export(name, format="pte", quantize=scheme, resolution=resolution, output_dir=out).path)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", help="comma-separated zoo names; NAME@RES for another resolution, NAME:SCHEME[+SCHEME] "
+                    "for only those schemes (default: every zoo model)")
+    ap.add_argument("--schemes", default="none,int8", help="comma-separated: none (fp32), int8")
+    ap.add_argument("--cpu", action="append", help=f"qemu CPU profile (repeatable; default {', '.join(DEFAULT_CPUS)})")
+    ap.add_argument("--sme", action="store_true", help="also run on `max` (SME, KleidiAI kernels)")
+    ap.add_argument("--images", type=Path, help="folder of images (default: the samples)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/edgeml-arm-parity"), help="artifacts go here")
+    ap.add_argument("--markdown", type=Path, help="write the table here (default: WORK/arm_parity.md)")
+    args = ap.parse_args()
+
+    from edgeml.models import list_models
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    env = find_env()
+    env_record = json.loads((env.home / "env.json").read_text()) if (env.home / "env.json").is_file() else {}
+    probe = env_record.get("probe", {})
+    cpus = list(dict.fromkeys(resolve_cpu(c) for c in (args.cpu or DEFAULT_CPUS)))
+    if args.sme and "max" not in cpus:
+        cpus.append("max")
+    schemes = [s.strip() for s in args.schemes.split(",")]
+    models = []  # (name, resolution, schemes)
+    for item in (args.models.split(",") if args.models else list_models()):
+        item, _, only = item.strip().partition(":")
+        name, _, res = item.partition("@")
+        models.append((name, int(res) if res else None, only.split("+") if only else schemes))
+    header = [f"command: {command()}", f"machine: {machine()}",
+              f"date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
+              f"emulator: qemu-user {env_record.get('qemu_version', '?')} ({env.qemu}), aarch64 Python "
+              f"{probe.get('python', '?')}, torch {probe.get('torch', '?')}, executorch {probe.get('executorch', '?')}"
+              " (PyPI aarch64 wheels)",
+              f"CPU profiles: {', '.join(cpus)}"]
+    for line in header:
+        print(line, flush=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    entries = []  # (model label, scheme, path | None, HostRun | None, note)
+    for name, res, model_schemes in models:
+        label = name + (f"@{res}" if res else "")
+        for scheme in model_schemes:
+            t = time.monotonic()
+            try:
+                path = _export(name, scheme, res, args.work)
+                opened, run, _, _ = host_run(path, images=args.images)
+                entries.append((label, scheme, opened, run, ""))
+                print(f"{label} {SCHEME_LABEL[scheme]}: exported and run on the host in "
+                      f"{time.monotonic() - t:.0f} s", flush=True)
+            except Exception as e:  # noqa: BLE001 - one model failing must not stop the table
+                first = str(e).splitlines()[0] if str(e) else ""
+                entries.append((label, scheme, None, None, f"not run: {type(e).__name__}: {first}"[:160]))
+                print(f"{label} {SCHEME_LABEL[scheme]}: {type(e).__name__}: {first}", flush=True)
+                if not isinstance(e, EdgeMLError):
+                    traceback.print_exc()
+
+    runnable = [e for e in entries if e[2] is not None]
+    job_of = {id(e[3]): j for j, e in enumerate(runnable)}
+    jobs = [Job(opened.path, opened.format, run.inputs, opened.manifest.artifact.get("sha256"))
+            for _, _, opened, run, _ in runnable]
+    per_cpu = {}
+    for cpu in cpus:
+        t = time.monotonic()
+        print(f"aarch64 {cpu}: {len(jobs)} programs in one emulated process", flush=True)
+
+        def on_call(j: int, cpu: str = cpu, t: float = t) -> None:
+            label, scheme, _, run, _ = runnable[j]
+            on_call.count[j] = on_call.count.get(j, 0) + 1
+            if on_call.count[j] == len(run.inputs):
+                print(f"  {cpu}: {label} {SCHEME_LABEL[scheme]} done ({time.monotonic() - t:.0f} s)", flush=True)
+
+        on_call.count = {}
+        per_cpu[cpu] = run_jobs(env, jobs, cpu, on_call=on_call)
+
+    headers = ["model", "scheme", "CPU", "kernel features", "x86 vs PyTorch dB", "ARM vs PyTorch dB",
+               "ARM vs x86 dB", "ARM vs x86 max abs", "top-1 ARM vs PyTorch", "top-1 ARM vs x86", "note"]
+    rows = []
+    for label, scheme, opened, run, note in entries:
+        if opened is None:
+            rows.append([label, SCHEME_LABEL[scheme], "-", "-", "-", "-", "-", "-", "-", "-", note])
+            continue
+        j = job_of[id(run)]
+        names = [o.name for o in opened.manifest.outputs]
+        logits = opened.manifest.model.get("config", {}).get("output") == "logits"
+        host = score(names, logits, run, run.reference, run.host)
+        for cpu in cpus:
+            result = per_cpu[cpu][j]
+            if result.outputs is None:
+                rows.append([label, SCHEME_LABEL[scheme], cpu, "-", _db(_sqnr(host)), "-", "-", "-", "-", "-",
+                             f"FINDING: fails on ARM: {result.error}"[:160]])
+                continue
+            vs_ref = score(names, logits, run, run.reference, result.outputs)
+            vs_host = score(names, logits, run, run.host, result.outputs)
+            arm_x86 = _sqnr(vs_host)
+            if arm_x86 == math.inf:
+                verdict = "bit-identical"
+            elif arm_x86 >= FP32_ROUNDING_DB:
+                verdict = "fp32 rounding"
+            else:
+                verdict = "FINDING: differs beyond fp32 rounding"
+            rows.append([label, SCHEME_LABEL[scheme], cpu, " ".join(kernel_features(result.info)),
+                         _db(_sqnr(host)), _db(_sqnr(vs_ref)), _db(arm_x86), max_abs_text(vs_host), _top1(vs_ref),
+                         _top1(vs_host), verdict])
+    n_images = len(runnable[0][3].images) if runnable else 0
+    print()
+    print_table(headers, rows)
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    md = args.markdown or args.work / "arm_parity.md"
+    lines = ["## ARM kernels under qemu-user (benchmarks/arm_parity.py)", ""]
+    lines += [f"- {line}" for line in header]
+    lines += [f"- {n_images} images; SQNR over all images and outputs (the worst output); "
+              f"wall time {(finished - started).total_seconds() / 60:.0f} min", ""]
+    lines.append("| " + " | ".join(headers) + " |")
+    lines.append("|" + "|".join("---" for _ in headers) + "|")
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    md.write_text("\n".join(lines) + "\n")
+    print(f"\nwrote {md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
