@@ -6,9 +6,10 @@ six sample photos), names what each program sees on the photos whose content is 
 the `.pte` against ONNX Runtime on the `.onnx` of the same quantization, alternately, with ONNX
 Runtime's threads not spinning. Run:
 
-    python benchmarks/user_models.py [--threads 2] [--rounds 30] [--min-sqnr DB] [--out DIR]
+    python benchmarks/user_models.py [--threads 2] [--rounds 30] [--plain-int8 | --min-sqnr DB] [--out DIR]
 
-``--min-sqnr DB`` exports the int8 programs with the mixed-precision search for that target.
+The int8 ``.pte`` keeps the layers listed in ``examples/efficientnet_lite0_int8_fp32_layers.txt`` in
+fp32 (``--plain-int8``: none); ``--min-sqnr DB`` runs the mixed-precision search for that target instead.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from _common import command, interleaved_medians, machine, print_table  # noqa: 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = f"{REPO / 'examples' / 'efficientnet_lite0.py'}:build"
 KNOWN = ("chelsea.jpg", "coffee.jpg", "motorcycle_left.jpg")
+KEEP = REPO / "examples" / "efficientnet_lite0_int8_fp32_layers.txt"
 
 
 def main() -> None:
@@ -35,6 +37,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--min-sqnr", type=float, help="mixed-precision target for the int8 programs")
+    ap.add_argument("--plain-int8", action="store_true",
+                    help="int8 .pte with every layer quantized (default: the committed fp32 layers of "
+                    "examples/efficientnet_lite0_int8_fp32_layers.txt)")
     ap.add_argument("--out", type=Path, help="keep the artifacts here (default: a temp dir)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -60,6 +65,9 @@ def main() -> None:
         for quant in ("none", "int8"):
             t = time.perf_counter()
             search = {"min_sqnr": args.min_sqnr, "fp32_fallback": True} if quant == "int8" and args.min_sqnr else {}
+            if fmt == "pte" and quant == "int8" and not args.min_sqnr and not args.plain_int8:
+                search = {"keep_fp32": [n for line in KEEP.read_text().splitlines()
+                                        if (n := line.strip()) and not n.startswith("#")]}
             arts[fmt, quant] = export(MODEL, format=fmt, quantize=quant, model_options=options, output_dir=out,
                                       **search)
             print(f"  {fmt} {quant}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
@@ -69,7 +77,7 @@ def main() -> None:
         rp = make_runner(pte.path, threads=args.threads)
         ro = make_runner(ort.path, threads=args.threads, spinning=False)
         x = [torch.randn(*pte.manifest.inputs[0].shape)]
-        mp, mo = interleaved_medians([lambda r=rp: r.run(x), lambda r=ro: r.run(x)], args.rounds)
+        mp, mo = interleaved_medians([lambda r=rp, x=x: r.run(x), lambda r=ro, x=x: r.run(x)], args.rounds)
         del rp, ro
         for fmt, art, ms in (("pte", pte, mp), ("onnx", ort, mo)):
             m = art.manifest
