@@ -96,6 +96,8 @@ def main() -> None:
                              f"{seconds[name]:.0f}", f"SQNR {a.manifest.parity['worst_sqnr_db']:.0f} dB, "
                              f"compute in XNNPACK {d['compute_share']:.0%}"])
                 series[name].append((r, medians[name], peak))
+            for row in rows[-len(VARIANTS):]:
+                print("  " + " | ".join(str(c) for c in row), flush=True)  # progress: the table is at the end
     finally:
         if args.out is None:
             shutil.rmtree(out, ignore_errors=True)
