@@ -20,6 +20,8 @@ MODEL_HELP = ("a zoo name (`edgeml list`), FILE.py:CALLABLE, package.module:CALL
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from edgeml.quantize.schemes import default_min_sqnr_text
+
     p = sub.add_parser("list", help="list the model zoo")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_list)
@@ -36,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output-dir", type=Path, default=Path("artifacts"))
     p.add_argument("--verify", action="store_true",
                    help="fail (and write nothing) if parity is below the threshold: --min-sqnr, or the "
-                   "scheme's default (60 dB fp32, 25 dB int8 and int8-dynamic, 12 dB 8da4w)")
+                   f"scheme's default ({default_min_sqnr_text()}); without it an artifact below the default is "
+                   "written with a warning")
     p.add_argument("--min-sqnr", type=float, metavar="DB",
                    help="implies --verify with DB as the threshold. With a quantized scheme it is a target: "
                    "the most sensitive layers (see `edgeml quantize-report`) are kept in fp32, fewest first, "
@@ -76,8 +79,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device-outputs", type=Path, metavar="FILE",
                    help="compare the outputs a phone wrote (edgeml device-outputs file) instead of running "
                    "the artifact here; its images are looked up by name in --images")
-    from edgeml.quantize.schemes import default_min_sqnr_text
-
     p.add_argument("--min-sqnr", type=float, metavar="DB",
                    help=f"threshold in dB (default: by the artifact's scheme, {default_min_sqnr_text()})")
     p.add_argument("--checkpoint", type=Path, help="checkpoint for the reference (default: the manifest's)")
