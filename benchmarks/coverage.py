@@ -641,6 +641,10 @@ def main() -> None:
     if not args.report_only:
         # Timing comes twice: after the fp32 exports, and again once int8 and the peers added artifacts.
         tools = [t for t in (*TOOLS, "timing") if t in args.tools.split(",")]
+        if tools.count("timing") == 2 and tools.index("timing") == len(tools) - 2:
+            tools.pop()  # nothing comes between the two timings
+        elif tools.count("timing") == 2 and "edgeml-onnx" not in tools:
+            tools.remove("timing")  # without ONNX Runtime, timing waits for the peers
         # Smallest first, so a run cut short has covered the most models.
         order = sorted(models, key=lambda m: m.get("params_m", 0))
         for tool in tools:
