@@ -1,6 +1,7 @@
-"""edgeml: an on-device deployment compiler for compact vision backbones.
+"""edgeml: an on-device deployment compiler for PyTorch vision models.
 
-    model zoo -> passes -> quantize -> lower -> artifact (.pte / .onnx + manifest)
+    model (zoo name | FILE.py:CALLABLE | package.module:CALLABLE | Hugging Face dir | nn.Module)
+        -> passes -> quantize -> lower -> artifact (.pte / .onnx + manifest)
 
 See docs/DESIGN.md for the layout and the contracts between the parts.
 """

@@ -26,8 +26,8 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeml",
-        description="Compile compact vision backbones into on-device artifacts (.pte / .onnx), "
-        "verify them against PyTorch and profile them.",
+        description="Compile PyTorch vision models (the zoo's, your own, Hugging Face's) into on-device "
+        "artifacts (.pte / .onnx), verify them against PyTorch and profile them.",
     )
     parser.add_argument("--version", action="version", version=f"edgeml {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
