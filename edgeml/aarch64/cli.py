@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="build the emulated aarch64 Python that `verify --on aarch64` runs artifacts in",
         description="Build an arm64 Debian root file system (mmdebstrap) and install the PyPI aarch64 wheels of "
         "the host's torch, ExecuTorch and ONNX Runtime versions beside it, then start it once under "
-        "qemu-user. About 5 GB of disk (mostly CUDA libraries the aarch64 torch wheel requires) and 5-10 "
+        "qemu-user. About 5.4 GB of disk (mostly CUDA libraries the aarch64 torch wheel requires) and 10-30 "
         "minutes. Needs qemu-user-static >= 8.2, mmdebstrap and an aarch64 binfmt_misc handler on the host; "
         "what is missing is named with the apt-get command to install it (edgeml installs no host packages). "
         "Steps already done are kept; --force redoes them.",
