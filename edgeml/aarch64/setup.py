@@ -10,7 +10,7 @@ manylinux_2_X_aarch64``), natively and fast; only the checks at the end run unde
 The result is a folder (``default_home()``)::
 
     rootfs/          Debian arm64: /usr/bin/python3.11, its libc and stdlib   (~250 MB)
-    site-packages/   torch, executorch, onnxruntime, numpy for aarch64      (~4.6 GB)
+    site-packages/   torch, executorch, onnxruntime, numpy for aarch64      (~5.1 GB)
     env.json         what was built, with which versions, how big, how long
 
 Most of the size is the CUDA libraries that PyPI's aarch64 torch wheel requires (it is a CUDA
