@@ -72,6 +72,7 @@ class Runner:
     """Runs one artifact: ``run(inputs) -> outputs`` with torch tensors."""
 
     format: str
+    runtime: str = ""  # what runs it, in words (the backend's ``runtime``)
     input_shapes: list[tuple[int, ...]]
     dynamic_axes: list[dict] = []  # per input {axis: [min, max]}, from the manifest
 
@@ -145,6 +146,7 @@ def make_runner(artifact: OpenedArtifact | str | Path, **kwargs) -> Runner:
     name = opened.manifest.artifact.get("backend")
     backend = get_backend(name) if name else backend_for(opened.format)
     runner = backend.runner(opened.path, **kwargs)
+    runner.runtime = backend.runtime
     runner.dynamic_axes = [dict(spec.dynamic) for spec in opened.manifest.inputs]
     return runner
 
@@ -158,7 +160,9 @@ def runner_from_bytes(data: bytes, backend: str, **kwargs) -> Runner:
     with tempfile.TemporaryDirectory(prefix="edgeml-") as tmp:
         path = Path(tmp) / f"candidate{chosen.suffix}"
         path.write_bytes(data)
-        return chosen.runner(path, **kwargs)
+        runner = chosen.runner(path, **kwargs)
+    runner.runtime = chosen.runtime
+    return runner
 
 
 def timed(fn, *args) -> tuple[float, object]:

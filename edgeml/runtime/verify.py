@@ -298,7 +298,10 @@ def _round(v: float) -> float:
 
 
 def _runtime_name(runner: Runner) -> str:
-    return "ExecuTorch (Python runtime, XNNPACK)" if runner.format == "pte" else "ONNX Runtime (CPU EP)"
+    from edgeml.backends import backend_for
+
+    # The backend's own words where the runner was opened through it (make_runner, runner_from_bytes).
+    return getattr(runner, "runtime", None) or backend_for(runner.format).runtime
 
 
 def reference_from_manifest(manifest: Manifest, *, checkpoint: str | Path | None = None,
