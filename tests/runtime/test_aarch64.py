@@ -298,6 +298,7 @@ def _missing_env() -> str | None:
 
 
 @pytest.mark.skipif(_missing_env() is not None, reason=str(_missing_env()))
+@pytest.mark.slow(reason="one emulated aarch64 process: 3 - 15 minutes to import torch and ExecuTorch under qemu")
 def test_verify_on_emulated_cortex_a76(scan_artifacts):
     """The tiny selective-scan classifier (XNNPACK plus portable ops) on ARM dot-product kernels:
     within fp32 rounding of the host run, and passing verify's threshold."""
