@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from edgeml.backends.xnnpack.lowering import lower_to_pte
-from edgeml.export import _capture
+from edgeml.export import capture
 from edgeml.models.layers.haar import HaarDWT
 from edgeml.quantize import quantize_pt2e
 from edgeml.runtime.metrics import sqnr_db
@@ -29,7 +29,7 @@ def test_int8_haar_at_odd_size_loads_and_runs():
     model = _ConvHaarConv().eval()
     x = torch.randn(1, 8, 5, 3)
     quantized = quantize_pt2e(model, (x,), [torch.randn(1, 8, 5, 3) for _ in range(8)])
-    data, delegation = lower_to_pte(_capture(quantized, (x,)))
+    data, delegation = lower_to_pte(capture(quantized, (x,)))
     assert not delegation.portable_ops
     out = runner_from_bytes(data, "pte").run([x])[0]
     with torch.no_grad():
