@@ -33,7 +33,6 @@ from edgeml.errors import LoweringError
 from edgeml.manifest import Manifest, manifest_path
 from edgeml.quantize.schemes import SCHEME_INFO
 
-FORMATS = {"pte": ("xnnpack", ".pte"), "onnx": ("ort", ".onnx")}
 QUANT_TAGS = {name: s.tag for name, s in SCHEME_INFO.items()}
 DEFAULT_MIN_SQNR = {name: s.default_min_sqnr for name, s in SCHEME_INFO.items()}
 
@@ -251,5 +250,5 @@ def capture(model: nn.Module, example_inputs: tuple, dynamic_shapes: object | No
         raise LoweringError(f"torch.export failed: {first}") from e
 
 
-__all__ = ["Artifact", "DEFAULT_MIN_SQNR", "FORMATS", "artifact_name", "capture", "decompose_custom_ops", "export",
+__all__ = ["Artifact", "DEFAULT_MIN_SQNR", "artifact_name", "capture", "decompose_custom_ops", "export",
            "fold_constants", "prepare_for_export"]

@@ -14,7 +14,6 @@ calibration, fp32 layers, the mixed-precision target) and ``Verification`` (imag
 from __future__ import annotations
 
 import contextlib
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +31,6 @@ from edgeml.models._registry import ModelConfig
 from edgeml.models.source import LoadedModel, ModelOptions, load_model
 
 Progress = Callable[[str], None]
-STAGES = ("build", "passes", "capture", "quantize", "lower", "parity", "write")
 
 
 @dataclass(frozen=True)
@@ -535,6 +533,3 @@ def _tensors(y: Any) -> list[torch.Tensor]:
 
     return output_tensors(y)
 
-
-def warn(message: str) -> None:
-    print(f"edgeml: warning: {message}", file=sys.stderr)
