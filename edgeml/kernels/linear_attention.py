@@ -142,11 +142,11 @@ def _pair_rotation(d: int, like: Tensor) -> Tensor:
 
 def rotate_pairs(x: Tensor) -> Tensor:
     """``(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...)`` over the last axis, as a product with a
-    constant signed permutation matrix: one 2-D matmul over all rows, where strided slices and a
-    stack (or a broadcast batched matmul) would not delegate to XNNPACK (the matrix is built from
-    ``arange`` and folds to a constant on export)."""
-    d = x.shape[-1]
-    return torch.mm(x.reshape(-1, d), _pair_rotation(d, x)).view(x.shape)
+    constant signed permutation matrix: one ``linear`` over all rows (XNNPACK's fully connected
+    op, with no reshape around it, so nothing depends on the number of rows under dynamic
+    shapes), where strided slices and a stack would not delegate to XNNPACK (the matrix is built
+    from ``arange`` and folds to a constant on export)."""
+    return F.linear(x, _pair_rotation(x.shape[-1], x).t())
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:

@@ -10,7 +10,10 @@ passes per partition) and, on the device, a reshape or copy node in the delegate
 * folds ``view(view(x, s1), s2)`` into ``view(x, s2)`` (a chain of views of a contiguous tensor
   is one view of it);
 * removes a ``view`` to the shape its input already has;
-* removes a ``constant_pad_nd`` whose padding is all zero.
+* removes a ``constant_pad_nd`` whose padding is all zero;
+* writes a ``view`` whose target shape has exactly one symbolic size (dynamic shapes) with ``-1``
+  there: the same reshape, but one XNNPACK takes (its partitioner refuses every reshape that
+  names a symbolic size, and accepts one inferred dimension).
 
 Static shapes only for the pads (a symbolic pad width is left alone); the function is unchanged
 (``tests/export/test_reshapes_pass.py``).
@@ -46,13 +49,28 @@ def _is_identity(node: fx.Node) -> bool:
     return False
 
 
+def _infer_symbolic_size(node: fx.Node) -> bool:
+    """``view(x, [a, s, b])`` with one symbolic size s and the rest static: ``view(x, [a, -1, b])``."""
+    shape = node.args[1]
+    if not isinstance(shape, (list, tuple)):
+        return False
+    symbolic = [i for i, size in enumerate(shape) if not isinstance(size, int)]
+    if len(symbolic) != 1 or any(size == -1 for size in shape):
+        return False
+    node.args = (node.args[0], [-1 if i == symbolic[0] else size for i, size in enumerate(shape)], *node.args[2:])
+    return True
+
+
 def simplify_reshapes(graph_module: fx.GraphModule) -> fx.GraphModule:
-    """In place, and returned: the graph without chained or identity views and zero pads."""
+    """In place, and returned: the graph without chained or identity views and zero pads, and
+    with a single symbolic size of a view written as ``-1``."""
     graph = graph_module.graph
     changed = False
     for node in list(graph.nodes):
         if node.op != "call_function":
             continue
+        if node.target is _VIEW and _infer_symbolic_size(node):
+            changed = True
         if node.target is _VIEW:
             source = node.args[0]
             while (isinstance(source, fx.Node) and source.op == "call_function" and source.target is _VIEW

@@ -44,3 +44,29 @@ def test_program_runs_in_stock_executorch(pte_fp32):
     program = Runtime.get().load_program(pte_fp32.path.read_bytes())
     out = program.load_method("forward").execute([torch.randn(1, 3, 64, 64)])[0]
     assert out.shape == (1, 1000) and torch.isfinite(out).all()
+
+
+def test_a_small_ravlt_exports_with_dynamic_resolution(tmp_path):
+    # The network's patterns at toy widths: RoPE built from the feature map's size, multi-head
+    # RALA (edgeml::linear_attention) and softmax stages. Under dynamic shapes every convolution,
+    # linear and matmul stays in XNNPACK (head reshapes take an inferred size; the pair rotation
+    # is a linear with no reshape around it), and one program verifies across the range.
+    from edgeml.models.ravlt import Ravlt, RavltSpec
+    from edgeml.models.source import ModelOptions
+
+    torch.manual_seed(0)
+    model = Ravlt(RavltSpec((8, 16, 16, 16), (1, 1, 1, 1), (1, 2, 2, 2), (1, 1, 1, 1), projection=32),
+                  num_classes=10).eval()
+    art = export(model, input_shape=(1, 3, 64, 64), dynamic_resolution=(64, 128), output_dir=tmp_path,
+                 model_options=ModelOptions(name="ravlt_small"))
+    m = art.manifest
+    assert m.inputs[0].dynamic == {"2": [64, 128], "3": [64, 128]}
+    assert m.delegation["compute_share"] == 1.0, m.delegation
+    assert set(m.parity["resolutions"]) == {"64", "128"}
+    assert min(m.parity["resolutions"].values()) >= DEFAULT_MIN_SQNR["none"]
+    from edgeml.runtime.runners import make_runner
+
+    runner = make_runner(art.path)
+    for h, w in ((96, 64), (128, 96)):  # height and width vary independently
+        x = torch.randn(1, 3, h, w)
+        torch.testing.assert_close(runner.run([x])[0], model(x), rtol=1e-4, atol=1e-5)

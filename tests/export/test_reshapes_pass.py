@@ -48,3 +48,24 @@ def test_a_graph_with_nothing_to_simplify_is_left_as_it_is():
     code = ep.graph_module.code
     simplify_reshapes(ep.graph_module)
     assert ep.graph_module.code == code
+
+
+class _Tokens(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (1, 8, h, w) -> (2, 4, h*w): one symbolic size in the target shape
+        return x.flatten(2).unflatten(1, (2, 4)).flatten(0, 1) * 2.0
+
+
+def test_a_single_symbolic_size_is_written_as_inferred():
+    # XNNPACK's partitioner refuses a reshape that names a symbolic size and takes one -1.
+    x = torch.randn(1, 8, 6, 10)
+    h, w = torch.export.Dim("h", min=2, max=32), torch.export.Dim("w", min=2, max=32)
+    ep = torch.export.export(_Tokens(), (x,), dynamic_shapes=({2: h, 3: w},)).run_decompositions()
+    views = [n for n in ep.graph.nodes if n.target is torch.ops.aten.view.default]
+    assert any(not all(isinstance(s, int) for s in n.args[1]) for n in views)
+    simplify_reshapes(ep.graph_module)
+    views = [n for n in ep.graph.nodes if n.target is torch.ops.aten.view.default]
+    assert views and all(all(isinstance(s, int) for s in n.args[1]) and -1 in n.args[1] for n in views)
+    for shape in ((1, 8, 6, 10), (1, 8, 3, 7)):
+        x = torch.randn(shape)
+        torch.testing.assert_close(ep.module()(x), _Tokens()(x), rtol=0, atol=0)

@@ -35,9 +35,14 @@ class XnnpackProgram:
     def _capture(self, module: nn.Module) -> torch.export.ExportedProgram:
         from edgeml.export import capture, decompose_custom_ops
         from edgeml.export.passes.computed_weights import fold_computed_weights
+        from edgeml.export.passes.reshapes import simplify_reshapes
         from edgeml.export.passes.softmax_guard import drop_unmasked_softmax_guards
 
         exported = decompose_custom_ops(capture(module, self.example, self.spec.dynamic_shapes), backend="xnnpack")
+        if self.spec.dynamic_shapes is not None:
+            # A reshape with one symbolic size becomes one with an inferred size, which XNNPACK
+            # takes (decompose_custom_ops has done this already where it decomposed something).
+            simplify_reshapes(exported.graph_module)
         # XNNPACK's convolutions and linears take static weights only: weights computed from
         # parameters (weight standardization, weight normalization) become constants.
         exported = fold_computed_weights(exported)
