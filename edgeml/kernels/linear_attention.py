@@ -56,6 +56,7 @@ __all__ = [
     "linear_attention_chunked",
     "linear_attention_naive",
     "linear_attention_quadratic",
+    "pair_rotation",
     "rotate_pairs",
 ]
 
@@ -131,28 +132,35 @@ def _args(options: dict) -> LinearAttentionArgs:
                         f"the options are {list(LinearAttentionArgs._fields)}") from None
 
 
-def _pair_rotation(d: int, like: Tensor) -> Tensor:
+def pair_rotation(d: int, *, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> Tensor:
     """P (d, d) with ``x @ P == rotate_pairs(x)``: P[m, m+1] = 1 for even m, P[m, m-1] = -1 for odd m."""
-    idx = torch.arange(d, device=like.device)
+    idx = torch.arange(d, device=device)
     even = (idx % 2 == 0)[:, None]
     plus = (idx[None, :] == idx[:, None] + 1) & even
     minus = (idx[None, :] == idx[:, None] - 1) & ~even
-    return plus.to(like.dtype) - minus.to(like.dtype)
+    return plus.to(dtype) - minus.to(dtype)
 
 
-def rotate_pairs(x: Tensor) -> Tensor:
+def rotate_pairs(x: Tensor, rotation: Tensor | None = None) -> Tensor:
     """``(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...)`` over the last axis, as a product with a
     constant signed permutation matrix: one ``linear`` over all rows (XNNPACK's fully connected
     op, with no reshape around it, so nothing depends on the number of rows under dynamic
-    shapes), where strided slices and a stack would not delegate to XNNPACK (the matrix is built
-    from ``arange`` and folds to a constant on export)."""
-    return F.linear(x, _pair_rotation(x.shape[-1], x).t())
+    shapes), where strided slices and a stack would not delegate to XNNPACK.
+
+    ``rotation``: :func:`pair_rotation` of the width, transposed (a module's buffer, so that
+    quantization sees a constant weight, as in :class:`edgeml.models.ravlt.RoPE`). Without it the
+    matrix is built from ``arange`` here, which folds to a constant on export (the op's
+    decomposition, after quantization)."""
+    if rotation is None:
+        rotation = pair_rotation(x.shape[-1], dtype=x.dtype, device=x.device).t()
+    return F.linear(x, rotation)
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, rotation: Tensor | None = None) -> Tensor:
     """``x cos + rotate_pairs(x) sin``: the rotary embedding of the op's ``rope_cos``/``rope_sin``
-    (tables (t, d), broadcast over the leading axes of x (..., t, d))."""
-    return x * cos + rotate_pairs(x) * sin
+    (tables (t, d), broadcast over the leading axes of x (..., t, d)); ``rotation`` as in
+    :func:`rotate_pairs`."""
+    return x * cos + rotate_pairs(x, rotation) * sin
 
 
 def _rope_by_slices(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:

@@ -42,7 +42,7 @@ from torch import nn
 
 from edgeml.errors import InputShapeError
 from edgeml.kernels import linear_attention
-from edgeml.kernels.linear_attention import apply_rope
+from edgeml.kernels.linear_attention import apply_rope, pair_rotation
 from edgeml.models._registry import ModelConfig, register_model
 from edgeml.models.layers.norm import LayerNorm2d
 
@@ -94,6 +94,9 @@ class RoPE(nn.Module):
         zeros = torch.zeros_like(angle)
         self.register_buffer("axis_angles", torch.stack([torch.cat([angle, zeros]), torch.cat([zeros, angle])]),
                              persistent=False)
+        # The pair rotation as a linear's weight (softmax stages): a constant that int8
+        # quantization folds like any weight (built in the graph, it would stay a computed tensor).
+        self.register_buffer("rotation", pair_rotation(head_dim).t().contiguous(), persistent=False)
 
     def forward(self, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         # theta = [row, col] @ axis_angles: integer positions and one product, no elementwise
@@ -134,15 +137,34 @@ class RavltAttention(nn.Module):
         """(b, C, H, W) -> (b*n, d, H*W): channel-first heads."""
         return x.flatten(2).unflatten(1, (self.num_heads, self.head_dim)).flatten(0, 1)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def use_export_form(self) -> None:
+        """q, k, v and the gate as four 1x1 convs (``qkvo.0`` .. ``qkvo.3``) of the one conv's output
+        channel blocks: the same products, without the four channel slices of its output. A slice
+        is a copy in a program, XNNPACK does not take one of a dynamic-shape tensor, and in int8 it
+        leaves a slice read by two layers (v: LePE and the attention) on a portable kernel."""
+        if isinstance(self.qkvo, nn.ModuleList):
+            return
+        fused, c = self.qkvo, self.dim
+        parts = nn.ModuleList(nn.Conv2d(c, c, 1).to(fused.weight) for _ in range(4))
+        with torch.no_grad():
+            for i, conv in enumerate(parts):
+                conv.weight.copy_(fused.weight[i * c:(i + 1) * c])
+                conv.bias.copy_(fused.bias[i * c:(i + 1) * c])
+        self.qkvo = parts
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """``rope``: the stage's (cos, sin) tables and its pair-rotation weight (:class:`RoPE`)."""
         c = self.dim
-        qkvo = self.qkvo(x)
-        q, k, v, gate = (qkvo.narrow(1, i * c, c) for i in range(4))
+        if isinstance(self.qkvo, nn.ModuleList):  # the export form
+            q, k, v, gate = (conv(x) for conv in self.qkvo)
+        else:
+            qkvo = self.qkvo(x)
+            q, k, v, gate = (qkvo.narrow(1, i * c, c) for i in range(4))
         lepe = self.lepe(v)
         if self.kind == "linear":
-            out = self._linear(q, k, v, cos, sin)
+            out = self._linear(q, k, v, *rope[:2])
         else:
-            out = self._softmax(q, k, v, cos, sin)
+            out = self._softmax(q, k, v, *rope)
         # (b*n, t, d) -> (b, C, H, W)
         out = out.transpose(1, 2).unflatten(0, (-1, self.num_heads)).flatten(1, 2).unflatten(-1, x.shape[2:])
         return self.proj((out + lepe) * gate)
@@ -163,9 +185,9 @@ class RavltAttention(nn.Module):
         q_t, k_t, v_t = (t.transpose(1, 2).unflatten(0, (-1, n)) for t in (self._heads(q), k_heads, self._heads(v)))
         return linear_attention(q_t, k_t, v_t, rope_cos=cos, rope_sin=sin).flatten(0, 1)
 
-    def _softmax(self, q, k, v, cos, sin):
+    def _softmax(self, q, k, v, cos, sin, rotation):
         q, k, v = (self._heads(t).transpose(1, 2) for t in (q, k, v))  # (b*n, t, d)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, cos, sin, rotation), apply_rope(k, cos, sin, rotation)
         attn = torch.softmax(torch.bmm(q * self.scale, k.transpose(1, 2)), dim=-1)
         return torch.bmm(attn, v)
 
@@ -193,9 +215,9 @@ class RavltBlock(nn.Module):
         self.gamma_1 = nn.Parameter(torch.full((1, dim, 1, 1), float(layer_scale)))
         self.gamma_2 = nn.Parameter(torch.full((1, dim, 1, 1), float(layer_scale)))
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x = x + self.pos(x)
-        x = x + self.gamma_1 * self.attn(self.norm1(x), cos, sin)
+        x = x + self.gamma_1 * self.attn(self.norm1(x), rope)
         return x + self.gamma_2 * self.ffn(self.norm2(x))
 
 
@@ -220,9 +242,9 @@ class RavltStage(nn.Module):
         self.downsample = PatchMerging(dim, out_dim) if out_dim is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cos, sin = self.RoPE(x.shape[2], x.shape[3])
+        rope = (*self.RoPE(x.shape[2], x.shape[3]), self.RoPE.rotation)
         for block in self.blocks:
-            x = block(x, cos, sin)
+            x = block(x, rope)
         return self.downsample(x) if self.downsample is not None else x
 
 

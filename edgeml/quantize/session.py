@@ -21,6 +21,7 @@ Each session offers
 """
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -58,10 +59,21 @@ class QuantSession:
 
     def check_names(self, names: Iterable[str]) -> list[str]:
         """``names`` in order, without repeats and without the pinned fp32 layers (fp32 already: a list
-        written before they were pinned still applies); a UsageError for a name that is no layer."""
+        written before they were pinned still applies); a UsageError for a name that is no layer.
+
+        A name with a shell wildcard (``*``, ``?``, ``[...]``) stands for every layer it matches, in
+        the model's order (``layers.*:add`` keeps every residual add of a stage list in fp32); one
+        that matches no layer is an error too."""
         known = set(self.names)
         pinned = set(self.pinned_fp32)
-        names = [n for n in dict.fromkeys(names) if n not in pinned]
+        expanded: list[str] = []
+        for name in names:
+            if any(c in name for c in "*?["):
+                matched = fnmatch.filter(self.names, name)
+                expanded.extend(matched if matched else [name])
+            else:
+                expanded.append(name)
+        names = [n for n in dict.fromkeys(expanded) if n not in pinned]
         unknown = [n for n in names if n not in known]
         if unknown:
             shown = ", ".join(self.names[:6]) + (" ..." if len(self.names) > 6 else "")

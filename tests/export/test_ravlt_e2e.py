@@ -26,11 +26,11 @@ def test_ravlt_t_pte_fp32_verifies_entirely_in_xnnpack(pte_fp32):
     # ELU+1 as relu + exp, the key sum and normalizer as products, 3-D batched matmuls: nothing of
     # the RALA blocks is left to portable kernels (before: ELU, sums and 80 expand copies were).
     assert d["portable_ops"] == {} and d["share"] == 1.0 and d["compute_share"] == 1.0
-    # 4 stem convs, 12 blocks x (pos, qkvo, lepe, proj, fc1, dw, fc2 and 2 LayerNorms x 2
-    # averaging convs), 3 mergings, proj, head = 4 + 12 * 11 + 3 + 2 = 141, plus the attention
-    # matmuls: RALA 4 x (alpha bmm, 2 rotations, kv, key sum, numerator, normalizer) = 28, softmax
-    # 8 x (2 rotations, scores, values) = 32.
-    assert d["compute_total"] == 141 + 28 + 32
+    # 4 stem convs, 12 blocks x (pos, q, k, v, gate (the export form's split of qkvo), lepe, proj,
+    # fc1, dw, fc2 and 2 LayerNorms x 2 averaging convs), 3 mergings, proj, head = 4 + 12 * 14 + 3
+    # + 2 = 177, plus the attention matmuls: RALA 4 x (alpha bmm, 2 rotations, kv, key sum,
+    # numerator, normalizer) = 28, softmax 8 x (2 rotations, scores, values) = 32.
+    assert d["compute_total"] == 177 + 28 + 32
     report = verify_artifact(art.path)
     assert report.passed
     logits = report.parity["outputs"]["logits"]

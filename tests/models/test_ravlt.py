@@ -95,10 +95,11 @@ def test_rala_block_through_the_op_matches_the_original_maths(backend):
     torch.manual_seed(0)
     attn = RavltAttention(32, 2, "linear").eval()
     x = torch.randn(2, 32, 6, 5)
-    cos, sin = RoPE(16)(6, 5)
+    rope = RoPE(16)
+    cos, sin = rope(6, 5)
     with torch.no_grad(), use_backend(backend):
         ref = _original_rala(attn, x, cos, sin)
-        out = attn(x, cos, sin)
+        out = attn(x, (cos, sin, rope.rotation))
     assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
@@ -143,3 +144,19 @@ def test_op_on_model_sized_heads_matches_naive():
     with use_backend("chunked"):
         out = torch.ops.edgeml.linear_attention(q, k, v, False, None, 1.0, 1e-6, cos, sin)
     assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
+def test_export_form_splits_the_qkvo_conv_and_keeps_the_function():
+    from edgeml.export.passes.export_form import to_export_form
+
+    torch.manual_seed(0)
+    model = ravlt_t().eval()
+    form = to_export_form(model)
+    attn = form.layers[0].blocks[0].attn
+    assert isinstance(attn.qkvo, torch.nn.ModuleList) and len(attn.qkvo) == 4
+    assert isinstance(model.layers[0].blocks[0].attn.qkvo, torch.nn.Conv2d)  # the input is left alone
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(form(x), model(x), rtol=1e-5, atol=1e-6)
+    graph = torch.export.export(form, (x,)).graph
+    assert not any(n.target in (torch.ops.aten.slice.Tensor, torch.ops.aten.narrow.default) for n in graph.nodes)

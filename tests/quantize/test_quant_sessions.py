@@ -64,6 +64,15 @@ def test_pt2e_layers_are_the_model_modules(setup, int8):
         int8.check_names(["features.0.0", "features.99"])
 
 
+def test_a_wildcard_names_every_layer_it_matches(int8):
+    adds = [n for n in int8.names if n.endswith(":add")]
+    assert len(adds) > 1
+    # in the model's order, once each, after the names given before it
+    assert int8.check_names(["classifier.1", "*:add", adds[0]]) == ["classifier.1", *adds]
+    with pytest.raises(UsageError, match=r"no quantized layer named nothing\.\*"):
+        int8.check_names(["nothing.*"])
+
+
 def test_pt2e_simulation_is_what_convert_computes(setup, int8):
     prepared, inputs, refs = setup
     fp32 = int8.simulate([], inputs)
