@@ -49,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --min-sqnr: keep at most N layers in fp32 (0: plain int8, only verify)")
     p.add_argument("--keep-fp32", type=_layer_names, metavar="LAYER[,LAYER]",
                    help="leave these quantized layers in fp32 (names as `edgeml quantize-report` prints them; "
-                   "shell wildcards match several, e.g. '*:add'); @FILE reads them from a file, or from an "
-                   "earlier export's manifest (.json): the layers it kept in fp32")
+                   "* and ? match within a dotted part, e.g. 'layers.*.blocks.*:add*'); @FILE reads them "
+                   "from a file, or from an earlier export's manifest (.json): the layers it kept in fp32")
     p.add_argument("--images", type=Path, help="images for the parity check (default: samples)")
     p.add_argument("--profile", action="store_true", help="profile the artifact on this machine after export")
     p.add_argument("--tiles-per-batch", "--batch", dest="tiles_per_batch", type=int, metavar="N",

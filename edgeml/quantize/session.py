@@ -21,7 +21,7 @@ Each session offers
 """
 from __future__ import annotations
 
-import fnmatch
+import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -44,6 +44,12 @@ def as_list(y) -> list[torch.Tensor]:
     return list(y) if isinstance(y, (tuple, list)) else [y]
 
 
+def _layer_pattern(pattern: str) -> re.Pattern:
+    """A layer-name wildcard as a regex: ``*`` and ``?`` stay within one dotted part."""
+    wild = {"*": r"[^.]*", "?": r"[^.]"}
+    return re.compile("".join(wild.get(c, re.escape(c)) for c in pattern))
+
+
 class QuantSession:
     format: str
     scheme: Scheme
@@ -61,15 +67,17 @@ class QuantSession:
         """``names`` in order, without repeats and without the pinned fp32 layers (fp32 already: a list
         written before they were pinned still applies); a UsageError for a name that is no layer.
 
-        A name with a shell wildcard (``*``, ``?``, ``[...]``) stands for every layer it matches, in
-        the model's order (``layers.*:add`` keeps every residual add of a stage list in fp32); one
-        that matches no layer is an error too."""
+        A name with a wildcard stands for every layer it matches, in the model's order: ``*`` any
+        run of characters and ``?`` any one character, within one dotted part of the name
+        (``layers.*.blocks.*:add*`` is every block's own adds, not those of its ``attn``); one that
+        matches no layer is an error too."""
         known = set(self.names)
         pinned = set(self.pinned_fp32)
         expanded: list[str] = []
         for name in names:
-            if any(c in name for c in "*?["):
-                matched = fnmatch.filter(self.names, name)
+            if any(c in name for c in "*?"):
+                pattern = _layer_pattern(name)
+                matched = [n for n in self.names if pattern.fullmatch(n)]
                 expanded.extend(matched if matched else [name])
             else:
                 expanded.append(name)

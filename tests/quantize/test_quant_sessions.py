@@ -68,7 +68,13 @@ def test_a_wildcard_names_every_layer_it_matches(int8):
     adds = [n for n in int8.names if n.endswith(":add")]
     assert len(adds) > 1
     # in the model's order, once each, after the names given before it
-    assert int8.check_names(["classifier.1", "*:add", adds[0]]) == ["classifier.1", *adds]
+    assert int8.check_names(["classifier.1", "features.*:add", adds[0]]) == ["classifier.1", *adds]
+    # a wildcard stays within one dotted part of the name
+    assert int8.check_names(["features.?.conv.0.0"]) == [n for n in int8.names
+                                                        if n.startswith("features.") and n.endswith(".conv.0.0")
+                                                        and len(n.split(".")[1]) == 1]
+    assert int8.check_names(["features.*"]) == [n for n in int8.names if n.count(".") == 1
+                                                and n.startswith("features.")]
     with pytest.raises(UsageError, match=r"no quantized layer named nothing\.\*"):
         int8.check_names(["nothing.*"])
 
