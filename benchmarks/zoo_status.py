@@ -8,7 +8,7 @@ commit and tool versions (edgeml.zoo_status). The file is updated after every ex
 interrupted run keeps what it measured; records of other models and kinds stay as they were.
 `edgeml list` shows the file; `--table` prints it as the README's zoo table. Run:
 
-    python benchmarks/zoo_status.py [--models a,b] [--kinds "pte fp32,onnx int8"] [--out DIR]
+    python benchmarks/zoo_status.py [--models a,b] [--kinds "pte fp32,onnx int8"] [--keep-fp32 @FILE] [--out DIR]
     python benchmarks/zoo_status.py --from-artifacts DIR   # manifests of artifacts already exported
     python benchmarks/zoo_status.py --table                # the markdown table, measuring nothing
 
@@ -39,6 +39,9 @@ def main() -> None:
     ap.add_argument("--models", help="comma-separated zoo names (default: every model in the zoo)")
     ap.add_argument("--kinds", default=",".join(TABLE_KINDS),
                     help=f"comma-separated 'FORMAT SCHEME' (default: {','.join(TABLE_KINDS)})")
+    ap.add_argument("--keep-fp32", metavar="LAYERS",
+                    help="quantized kinds: keep these layers in fp32 (as `edgeml export --keep-fp32`, e.g. "
+                    "@benchmarks/ravlt_int8_fp32_layers.txt)")
     ap.add_argument("--out", type=Path, help="keep the artifacts here (default: a temp dir, removed)")
     ap.add_argument("--from-artifacts", type=Path, metavar="DIR", help="record these artifacts instead of exporting")
     ap.add_argument("--status", type=Path, help="the status file to update (default: edgeml/data/zoo_status.json)")
@@ -63,11 +66,20 @@ def main() -> None:
     else:
         kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
         with tempfile.TemporaryDirectory(prefix="edgeml-zoo-status-") as tmp:
-            rows = _export_and_record(models or edgeml.list_models(), kinds, args.out or Path(tmp), path, commit)
-    print_table(["model", "kind", "worst-image SQNR dB", "threshold dB", "verified", "export s", "artifact"], rows)
+            keep = _keep_list(args.keep_fp32) if args.keep_fp32 else []
+            rows = _export_and_record(models or edgeml.list_models(), kinds, args.out or Path(tmp), path, commit,
+                                      keep_fp32=keep)
+    print_table(["model", "kind", "worst-image SQNR dB", "threshold dB", "verified", "fp32 layers", "XNNPACK compute",
+                 "portable ops", "export s", "artifact"], rows)
 
 
-def _export_and_record(models, kinds, out: Path, path: Path, commit: str) -> list[list[str]]:
+def _keep_list(text: str) -> list[str]:
+    from edgeml.commands import _layer_names
+
+    return _layer_names(text)
+
+
+def _export_and_record(models, kinds, out: Path, path: Path, commit: str, *, keep_fp32=()) -> list[list[str]]:
     from edgeml.errors import EdgeMLError
     from edgeml.export import export
     from edgeml.models._registry import count_model_params
@@ -80,19 +92,21 @@ def _export_and_record(models, kinds, out: Path, path: Path, commit: str) -> lis
             fmt, _, label = kind.partition(" ")
             scheme = "none" if label == "fp32" else label
             t = time.perf_counter()
+            keep = {"keep_fp32": keep_fp32} if keep_fp32 and scheme != "none" else {}
             try:
-                artifact = export(name, format=fmt, quantize=scheme, output_dir=out)
+                artifact = export(name, format=fmt, quantize=scheme, output_dir=out, **keep)
             except EdgeMLError as e:  # recorded as such: an export that fails is a result too
                 seconds = time.perf_counter() - t
                 record = {"sqnr_db": None, "threshold_db": None, "verified": False, "error": str(e).splitlines()[0],
                           "export_s": round(seconds, 1), "measured": _today(), "machine": machine(), "commit": commit}
                 kind = kind_name(fmt, scheme)
-                rows.append([name, kind, "export failed", "", "no", f"{seconds:.0f}", record["error"][:60]])
+                rows.append([name, kind, "export failed", "", "no", "", "", "", f"{seconds:.0f}", record["error"][:60]])
             else:
                 kind, record = record_from_manifest(artifact.manifest, export_seconds=time.perf_counter() - t,
                                                     measured=_today(), machine=machine(), commit=commit)
                 rows.append([name, kind, f"{record['sqnr_db']:.1f}", f"{record['threshold_db']:g}",
-                             "yes" if record["verified"] else "no", f"{record['export_s']:.0f}", record["artifact"]])
+                             "yes" if record["verified"] else "no", str(record["fp32_layers"]),
+                             *_delegation(artifact.manifest), f"{record['export_s']:.0f}", record["artifact"]])
                 for p in (artifact.path, artifact.manifest_path):
                     if out.name.startswith("edgeml-zoo-status-"):
                         p.unlink(missing_ok=True)
@@ -141,8 +155,18 @@ def _record_artifacts(folder: Path, path: Path, models, commit: str) -> list[lis
         merge_record(status, name, kind, record, params=count_model_params(name))
         _write(path, status)
         rows.append([name, kind, f"{record['sqnr_db']:.1f}", f"{record['threshold_db']:g}",
-                     "yes" if record["verified"] else "no", "", artifact.name])
+                     "yes" if record["verified"] else "no", str(record["fp32_layers"]), *_delegation(m), "",
+                     artifact.name])
     return rows
+
+
+def _delegation(manifest) -> list[str]:
+    """XNNPACK's share of the compute ops and the ops left on portable kernels ("" for .onnx)."""
+    d = manifest.delegation or {}
+    if "compute_total" not in d:
+        return ["", ""]
+    portable = ", ".join(f"{op.removeprefix('aten_')} x{n}" for op, n in sorted(d.get("portable_ops", {}).items()))
+    return [f"{d['compute_delegated']}/{d['compute_total']}", portable or "none"]
 
 
 def _write(path: Path, status: dict) -> None:
