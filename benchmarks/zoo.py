@@ -7,6 +7,11 @@ run alternately on the same input with the same thread count; the table gives bo
 the ratio pte/ort (< 1: ExecuTorch faster). Run:
 
     python benchmarks/zoo.py [--models a,b] [--threads 2] [--rounds 30] [--out DIR]
+    python benchmarks/zoo.py --models a,b --artifacts DIR   # time artifacts exported before
+
+``--artifacts`` takes the four default-named artifacts of each model from DIR (as
+``benchmarks/zoo_status.py --out DIR`` writes them, mixed-precision ones included; each checked
+against its manifest) instead of exporting: export seconds are then the manifest's.
 
 The load average (1, 5, 15 min) is printed after each export and each timing: these machines are
 shared, so absolute seconds depend on it; the pte/ort ratios, timed alternately, much less.
@@ -33,6 +38,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--out", type=Path, help="keep the artifacts here (default: a temp dir)")
+    ap.add_argument("--artifacts", type=Path, metavar="DIR", help="time the artifacts in DIR; export nothing")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
 
@@ -49,6 +55,11 @@ def main() -> None:
         arts, loads = {}, {}
         for fmt in ("pte", "onnx"):
             for quant in ("none", "int8"):
+                if args.artifacts:
+                    arts[fmt, quant], loads[fmt, quant] = _exported(args.artifacts, name, fmt, quant), "-"
+                    if arts[fmt, quant] is None:
+                        del arts[fmt, quant]
+                    continue
                 t = time.perf_counter()
                 try:
                     arts[fmt, quant] = export(name, format=fmt, quantize=quant, output_dir=out)
@@ -83,6 +94,22 @@ def main() -> None:
     print_table(["model", "artifact", "export s", "load after", "MB", "SQNR dB (worst img)", "XNNPACK compute",
                  "portable ops", "pte ms", "ort ms", "pte/ort", "load after timing"], rows)
     print(f"\nload average at end: {_load()}")
+
+
+def _exported(folder: Path, name: str, fmt: str, quant: str):
+    """The artifact ``export`` would have written for (name, fmt, quant) at the defaults, read back
+    from ``folder`` and checked against its manifest; None (and a line on stderr) when absent."""
+    from edgeml.export import Artifact, artifact_name
+    from edgeml.models import get_model_config
+    from edgeml.runtime.runners import open_artifact
+
+    resolution = get_model_config(name).resolution
+    path = folder / artifact_name(name, fmt, quant, resolution, resolution)
+    if not path.exists():
+        print(f"{name} {fmt} {quant}: no {path.name} in {folder}", file=sys.stderr)
+        return None
+    opened = open_artifact(path)  # refuses bytes that differ from the manifest's hash
+    return Artifact(path, opened.manifest, float(opened.manifest.artifact.get("export_seconds") or float("nan")))
 
 
 def _load() -> str:

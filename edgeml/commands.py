@@ -404,8 +404,12 @@ def _print_quantization(q: dict) -> None:
         line += f"; in fp32: {shown}"
     print(line)
     if mixed and fp32:
+        if "given_fp32_layers" in mixed:
+            start = f"the {mixed['given_fp32_layers']} given layers in fp32: {mixed['given_layers_fp32_db']:.1f} dB"
+        else:
+            start = f"every layer quantized: {mixed['all_layers_quantized_db']:.1f} dB"
         print(f"  mixed precision: {mixed['measured_db']:.1f} dB measured >= {mixed['target_db']:g} dB target "
-              f"(every layer quantized: {mixed['all_layers_quantized_db']:.1f} dB)")
+              f"({start})")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -319,7 +319,9 @@ def _search_fp32_layers(state: ExportState) -> None:
     from edgeml.quantize import load_inputs
     from edgeml.quantize.mixed import keep_fp32_until
 
-    built: dict[tuple[str, ...], tuple[bytes, dict]] = {(): (state.data, state.delegation)}
+    # The search starts from the layers given in fp32 (--keep-fp32), already built.
+    given = list(state.fp32_layers)
+    built: dict[tuple[str, ...], tuple[bytes, dict]] = {tuple(given): (state.data, state.delegation)}
 
     def build_and_measure(fp32_layers: list[str]) -> float:
         built[tuple(fp32_layers)] = state.program.build(fp32_layers)
@@ -332,7 +334,7 @@ def _search_fp32_layers(state: ExportState) -> None:
                              inputs, refs, logits=state.config.output == "logits",
                              quantized_db=measure(state, state.data)["worst_sqnr_db"],
                              max_fp32_layers=state.quantization.max_fp32_layers,
-                             on_layer=state.quantization.on_layer)
+                             on_layer=state.quantization.on_layer, keep=given)
     state.data, state.delegation = built[tuple(result.fp32_layers)]
     state.fp32_layers, state.mixed = list(result.fp32_layers), result
 

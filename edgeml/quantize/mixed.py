@@ -45,22 +45,25 @@ class MixedPrecisionError(VerificationError):
 @dataclass
 class MixedPrecisionResult:
     target_db: float
-    quantized_db: float  # measured, every layer quantized
+    quantized_db: float  # measured with every layer quantized but the given ones (kept)
     fp32_layers: list[str] = field(default_factory=list)
     measured_db: float | None = None  # measured with fp32_layers kept
     layers: int = 0
     attempts: list[dict] = field(default_factory=list)
     ranking: list[LayerSensitivity] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # given in fp32 (--keep-fp32): the search's start
 
     def to_dict(self) -> dict:
         by_name = {r.name: r for r in self.ranking}
+        start = {"given_fp32_layers": len(self.kept), "given_layers_fp32_db": _r(self.quantized_db)} if self.kept \
+            else {"all_layers_quantized_db": _r(self.quantized_db)}
         return {
             "target_db": self.target_db,
-            "all_layers_quantized_db": _r(self.quantized_db),
+            **start,
             "measured_db": _r(self.measured_db if self.measured_db is not None else self.quantized_db),
             "quantized_layers": self.layers - len(self.fp32_layers),
             "fp32_layers": [{"name": n, "op": by_name[n].op, "sqnr_db_alone": _r(by_name[n].sqnr_db)}
-                            for n in self.fp32_layers],
+                            if n in by_name else {"name": n, "given": True} for n in self.fp32_layers],
             "attempts": self.attempts,
             "method": "layers ranked by output SQNR with only that layer quantized (simulated); the most "
                       "sensitive kept in fp32 until the SQNR measured in the edge runtime reaches the target",
@@ -79,24 +82,32 @@ def keep_fp32_until(
     max_fp32_layers: int | None = None,
     max_builds: int = MAX_BUILDS,
     on_layer: LayerProgress | None = None,
+    keep: Sequence[str] = (),
 ) -> MixedPrecisionResult:
     """See the module doc. ``build(fp32_layers)`` builds that program and returns its measured worst SQNR;
-    ``quantized_db`` is what it returned for no fp32 layers."""
-    result = MixedPrecisionResult(target_db, quantized_db, layers=len(session.groups))
+    ``quantized_db`` is what it returned for ``keep`` in fp32 (no layer, by default).
+
+    ``keep``: layers in fp32 whatever the search finds (``--keep-fp32``): the search adds the most
+    sensitive of the others to them; ``max_fp32_layers`` counts both."""
+    keep = list(keep)
+    result = MixedPrecisionResult(target_db, quantized_db, fp32_layers=keep, layers=len(session.groups), kept=keep)
     if quantized_db >= target_db:
         return result
     n = len(session.groups)
     result.ranking = ranking = layer_sensitivity(session, inputs, refs, logits=logits, on_layer=on_layer)
-    names = [r.name for r in ranking]
-    offset = quantized_db - simulate_with_fp32(session, [], inputs, refs, logits=logits).worst_db
+    kept = set(keep)
+    names = [r.name for r in ranking if r.name not in kept]
+    offset = quantized_db - simulate_with_fp32(session, keep, inputs, refs, logits=logits).worst_db
     # Layers whose quantization alone leaves the output at the fp32 floor change nothing (an op the
     # quantizer only wraps); keeping every *other* layer in fp32 would be an fp32 program named int8.
-    floor = simulate_with_fp32(session, names, inputs, refs, logits=logits).worst_db
-    effective = sum(1 for r in ranking if r.sqnr_db < floor - NO_EFFECT_DB)
-    limit = effective - 1 if max_fp32_layers is None else min(max_fp32_layers, effective - 1)
+    floor = simulate_with_fp32(session, keep + names, inputs, refs, logits=logits).worst_db
+    effective = sum(1 for r in ranking if r.sqnr_db < floor - NO_EFFECT_DB and r.name not in kept)
+    limit = effective - 1
+    if max_fp32_layers is not None:
+        limit = min(max_fp32_layers - len(keep), limit)
 
     def simulated(k: int) -> float:
-        return simulate_with_fp32(session, names[:k], inputs, refs, logits=logits).worst_db
+        return simulate_with_fp32(session, keep + names[:k], inputs, refs, logits=logits).worst_db
 
     most = simulated(effective - 1) if effective > 1 else -math.inf
     if most + offset < target_db:
@@ -118,12 +129,12 @@ def keep_fp32_until(
             raise MixedPrecisionError(
                 f"reaching {target_db:g} dB needs more than {limit} of {n} layers in fp32 (with {limit}: "
                 f"simulated {sim_k:.1f} dB) but --max-fp32-layers is {max_fp32_layers}; most sensitive: {top}")
-        measured = build(names[:k])
+        measured = build(keep + names[:k])
         builds += 1
-        result.attempts.append({"fp32_layers": k, "simulated_db": _r(sim_k), "measured_db": _r(measured)})
+        result.attempts.append({"fp32_layers": len(keep) + k, "simulated_db": _r(sim_k), "measured_db": _r(measured)})
         best = max(best, measured)
         if measured >= target_db:
-            result.fp32_layers, result.measured_db = names[:k], measured
+            result.fp32_layers, result.measured_db = keep + names[:k], measured
             return result
         if builds >= max_builds or k >= limit:
             raise MixedPrecisionError(

@@ -70,3 +70,21 @@ def test_a_small_ravlt_exports_with_dynamic_resolution(tmp_path):
     for h, w in ((96, 64), (128, 96)):  # height and width vary independently
         x = torch.randn(1, 3, h, w)
         torch.testing.assert_close(runner.run([x])[0], model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_ravlt_t_onnx_fp32_and_pte_int8_with_the_family_keep_list(tmp_path):
+    # .onnx: the op's ONNX-friendly decomposition, run by ONNX Runtime. int8 .pte: the committed
+    # family list (stem, mergings, head and the residual adds in fp32, as patterns) verifies at
+    # the int8 threshold with every node in XNNPACK.
+    from pathlib import Path
+
+    from edgeml.commands import _layer_names
+
+    onnx = export("ravlt_t", format="onnx", resolution=64, output_dir=tmp_path)
+    assert onnx.path.suffix == ".onnx" and onnx.manifest.parity["worst_sqnr_db"] >= DEFAULT_MIN_SQNR["none"]
+    keep = _layer_names("@" + str(Path(__file__).parents[2] / "benchmarks" / "ravlt_int8_fp32_layers.txt"))
+    int8 = export("ravlt_t", quantize="int8", resolution=64, keep_fp32=keep, min_sqnr=DEFAULT_MIN_SQNR["int8"],
+                  output_dir=tmp_path)
+    q = int8.manifest.quantization
+    assert len(q["fp32_layers"]) == 4 + 3 + 1 + 12 * 3  # stem, mergings, head, 3 residual adds per block
+    assert int8.manifest.delegation["portable_ops"] == {} and int8.manifest.delegation["compute_share"] == 1.0

@@ -197,13 +197,29 @@ def search(setup, int8):
         patch = pytest.MonkeyPatch()
         patch.setattr(mixed, "layer_sensitivity", lambda *a, **k: ranking)
         try:
-            result = mixed.keep_fp32_until(int8, build, target, inputs, refs, logits=True,
-                                           quantized_db=every, **kwargs)
+            kwargs.setdefault("quantized_db", every)
+            result = mixed.keep_fp32_until(int8, build, target, inputs, refs, logits=True, **kwargs)
         finally:
             patch.undo()
         return result, builds
 
     return run, ranking, every
+
+
+def test_search_starts_from_the_layers_given_in_fp32(setup, int8, search):
+    run, ranking, every = search
+    _, inputs, refs = setup
+    given = [ranking[-1].name]  # the least sensitive layer: the search must still add the top ones
+    start = simulate_with_fp32(int8, given, inputs, refs, logits=True).worst_db
+    result, builds = run(every + 4, keep=given, quantized_db=start)
+    added = result.fp32_layers[1:]
+    assert result.fp32_layers[0] == given[0] and added
+    assert added == [r.name for r in ranking if r.name != given[0]][:len(added)] and builds == [result.fp32_layers]
+    d = result.to_dict()
+    assert d["given_fp32_layers"] == 1 and "all_layers_quantized_db" not in d
+    # a start that already reaches the target keeps just the given layers
+    result, builds = run(start - 1, keep=given, quantized_db=start)
+    assert result.fp32_layers == given and builds == []
 
 
 def test_search_keeps_the_smallest_prefix_of_the_ranking(setup, int8, search):
