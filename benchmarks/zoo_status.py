@@ -8,7 +8,8 @@ commit and tool versions (edgeml.zoo_status). The file is updated after every ex
 interrupted run keeps what it measured; records of other models and kinds stay as they were.
 `edgeml list` shows the file; `--table` prints it as the README's zoo table. Run:
 
-    python benchmarks/zoo_status.py [--models a,b] [--kinds "pte fp32,onnx int8"] [--keep-fp32 @FILE] [--out DIR]
+    python benchmarks/zoo_status.py [--models a,b] [--kinds "pte fp32,onnx int8"] [--keep-fp32 [FORMAT=]@FILE ...]
+        [--out DIR]
     python benchmarks/zoo_status.py --from-artifacts DIR   # manifests of artifacts already exported
     python benchmarks/zoo_status.py --table                # the markdown table, measuring nothing
 
@@ -39,9 +40,10 @@ def main() -> None:
     ap.add_argument("--models", help="comma-separated zoo names (default: every model in the zoo)")
     ap.add_argument("--kinds", default=",".join(TABLE_KINDS),
                     help=f"comma-separated 'FORMAT SCHEME' (default: {','.join(TABLE_KINDS)})")
-    ap.add_argument("--keep-fp32", metavar="LAYERS",
+    ap.add_argument("--keep-fp32", metavar="[FORMAT=]LAYERS", action="append", default=[],
                     help="quantized kinds: keep these layers in fp32 (as `edgeml export --keep-fp32`, e.g. "
-                    "@benchmarks/ravlt_int8_fp32_layers.txt)")
+                    "@benchmarks/ravlt_int8_fp32_layers.txt); FORMAT= (pte=, onnx=) for one format only; "
+                    "may be repeated")
     ap.add_argument("--out", type=Path, help="keep the artifacts here (default: a temp dir, removed)")
     ap.add_argument("--from-artifacts", type=Path, metavar="DIR", help="record these artifacts instead of exporting")
     ap.add_argument("--status", type=Path, help="the status file to update (default: edgeml/data/zoo_status.json)")
@@ -66,20 +68,27 @@ def main() -> None:
     else:
         kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
         with tempfile.TemporaryDirectory(prefix="edgeml-zoo-status-") as tmp:
-            keep = _keep_list(args.keep_fp32) if args.keep_fp32 else []
             rows = _export_and_record(models or edgeml.list_models(), kinds, args.out or Path(tmp), path, commit,
-                                      keep_fp32=keep)
+                                      keep_fp32=_keep_lists(args.keep_fp32))
     print_table(["model", "kind", "worst-image SQNR dB", "threshold dB", "verified", "fp32 layers", "XNNPACK compute",
                  "portable ops", "export s", "artifact"], rows)
 
 
-def _keep_list(text: str) -> list[str]:
+def _keep_lists(items: list[str]) -> dict[str, list[str]]:
+    """``--keep-fp32`` values -> {format: layer names}; an item without ``FORMAT=`` is for both."""
     from edgeml.commands import _layer_names
 
-    return _layer_names(text)
+    keep: dict[str, list[str]] = {"pte": [], "onnx": []}
+    for item in items:
+        fmt, sep, names = item.partition("=")
+        formats = [fmt] if sep and fmt in keep else list(keep)
+        for f in formats:
+            keep[f] += _layer_names(names if sep and fmt in keep else item)
+    return keep
 
 
-def _export_and_record(models, kinds, out: Path, path: Path, commit: str, *, keep_fp32=()) -> list[list[str]]:
+def _export_and_record(models, kinds, out: Path, path: Path, commit: str, *,
+                       keep_fp32: dict[str, list[str]] | None = None) -> list[list[str]]:
     from edgeml.errors import EdgeMLError
     from edgeml.export import export
     from edgeml.models._registry import count_model_params
@@ -92,7 +101,8 @@ def _export_and_record(models, kinds, out: Path, path: Path, commit: str, *, kee
             fmt, _, label = kind.partition(" ")
             scheme = "none" if label == "fp32" else label
             t = time.perf_counter()
-            keep = {"keep_fp32": keep_fp32} if keep_fp32 and scheme != "none" else {}
+            listed = (keep_fp32 or {}).get(fmt)
+            keep = {"keep_fp32": listed} if listed and scheme != "none" else {}
             try:
                 artifact = export(name, format=fmt, quantize=scheme, output_dir=out, **keep)
             except EdgeMLError as e:  # recorded as such: an export that fails is a result too
