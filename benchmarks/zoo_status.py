@@ -192,7 +192,9 @@ def _commit(source: Path) -> str:
 
     try:
         sha = git("rev-parse", "--short=12", "HEAD")
-        dirty = git("status", "--porcelain", "--", *(str(source.parent / d) for d in ("edgeml", "export", "kernels")))
+        # (the status file this script writes is not a change to the code it measures)
+        dirty = git("status", "--porcelain", "--", *(str(source.parent / d) for d in ("edgeml", "export", "kernels")),
+                    f":!{source / 'data' / 'zoo_status.json'}")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + (" with uncommitted changes" if dirty else "")

@@ -210,3 +210,27 @@ def test_junk_checkpoint(capsys, tmp_path, kind, expected):
     assert expected in line and junk.name in line, line
     assert "internal error" not in line
     assert not out.exists()
+
+
+def test_an_onnx_exporter_failure_names_the_node_and_the_reason():
+    # torch.onnx.export's own first line names only the failed step; the reason is in its causes.
+    from edgeml.backends.ort.lowering import exporter_failure
+
+    def chain():
+        try:
+            try:
+                raise TypeError("int() argument must be a string, not 'SymbolicTensor'")
+            except TypeError as e:
+                raise RuntimeError("Error when calling function 'aten_remainder_scalar'") from e
+        except RuntimeError as e:
+            raise ValueError("Error when translating node %remainder") from e
+
+    try:
+        try:
+            chain()
+        except ValueError as e:
+            raise RuntimeError("Failed to convert the exported program to an ONNX model. Next steps:\n- ...") from e
+    except RuntimeError as top:
+        assert exporter_failure(top) == ("Error when translating node %remainder; "
+                                         "int() argument must be a string, not 'SymbolicTensor'")
+    assert exporter_failure(ValueError("something else\nmore")) == "something else"

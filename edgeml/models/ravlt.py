@@ -102,8 +102,12 @@ class RoPE(nn.Module):
         # theta = [row, col] @ axis_angles: integer positions and one product, no elementwise
         # float op (PT2E int8 would quantize a mul, add or cat here, i.e. the angles themselves).
         # Each entry is one float product, position * angle, as in the original.
-        token = torch.arange(h * w, device=self.angle.device)
-        position = torch.stack([torch.div(token, w, rounding_mode="floor"), token % w], dim=1)
+        # Row and column indices broadcast over the map rather than one token index split by
+        # floor-division and remainder: under dynamic shapes the ONNX exporter cannot translate a
+        # remainder by a symbolic size.
+        rows = torch.arange(h, device=self.angle.device)[:, None].expand(h, w)
+        cols = torch.arange(w, device=self.angle.device)[None, :].expand(h, w)
+        position = torch.stack([rows, cols], dim=-1).reshape(h * w, 2)
         theta = torch.mm(position.to(self.angle.dtype), self.axis_angles)  # (h*w, d)
         return theta.cos(), theta.sin()
 
@@ -329,9 +333,9 @@ def _build(name: str, resolution: int, num_classes: int, attention: Sequence[str
 
 _PAPER = "Breaking the Low-Rank Dilemma of Linear Attention, CVPR 2025 (arXiv 2411.07635)"
 
-# Formats an end-to-end test exports, verifies and runs (tests/export/test_ravlt_e2e.py); the
-# other variants are exported by benchmarks/ravlt_resolution.py only.
-VERIFIED_FORMATS = {"ravlt_t": ("pte",)}
+# Formats an end-to-end test exports, verifies and runs (tests/export/test_ravlt_e2e.py); every
+# variant's exports are measured by benchmarks/zoo_status.py (README's zoo table).
+VERIFIED_FORMATS = {"ravlt_t": ("pte", "onnx")}
 
 
 def _config(name: str) -> ModelConfig:

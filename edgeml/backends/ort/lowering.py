@@ -29,5 +29,19 @@ def lower_to_onnx(model: nn.Module | torch.export.ExportedProgram, example_input
             )
             program.save(str(path), external_data=False)
     except Exception as e:  # the exporter raises many types; all mean "cannot lower"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise LoweringError(f"ONNX export failed: {first}") from e
+        raise LoweringError(f"ONNX export failed: {exporter_failure(e)}") from e
+
+
+def exporter_failure(e: BaseException) -> str:
+    """One line for a failed ``torch.onnx.export``: its own first line says only which step failed
+    ("Failed to convert the exported program to an ONNX model ... Next steps:"); the node it could
+    not translate and why are in the exceptions it was raised from."""
+    lines = []
+    while e is not None and len(lines) < 8:
+        text = str(e).strip()
+        lines.append(text.splitlines()[0] if text else type(e).__name__)
+        e = e.__cause__ or e.__context__
+    detail = [line for line in lines[1:] if not line.startswith("Error when calling function")]
+    if lines[0].startswith("Failed to convert") and detail:
+        return "; ".join(detail[:2])
+    return lines[0]
