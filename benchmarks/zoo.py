@@ -56,9 +56,9 @@ def main() -> None:
         for fmt in ("pte", "onnx"):
             for quant in ("none", "int8"):
                 if args.artifacts:
-                    arts[fmt, quant], loads[fmt, quant] = _exported(args.artifacts, name, fmt, quant), "-"
-                    if arts[fmt, quant] is None:
-                        del arts[fmt, quant]
+                    art = _exported(args.artifacts, name, fmt, quant)
+                    if art is not None:
+                        arts[fmt, quant], loads[fmt, quant] = art, "-"
                     continue
                 t = time.perf_counter()
                 try:

@@ -81,9 +81,10 @@ def _keep_lists(items: list[str]) -> dict[str, list[str]]:
     keep: dict[str, list[str]] = {"pte": [], "onnx": []}
     for item in items:
         fmt, sep, names = item.partition("=")
-        formats = [fmt] if sep and fmt in keep else list(keep)
-        for f in formats:
-            keep[f] += _layer_names(names if sep and fmt in keep else item)
+        if not (sep and fmt in keep):
+            fmt, names = None, item
+        for f in [fmt] if fmt else list(keep):
+            keep[f] += _layer_names(names)
     return keep
 
 
