@@ -90,6 +90,9 @@ def keep_fp32_until(
     ``keep``: layers in fp32 whatever the search finds (``--keep-fp32``): the search adds the most
     sensitive of the others to them; ``max_fp32_layers`` counts both."""
     keep = list(keep)
+    if max_fp32_layers is not None and len(keep) > max_fp32_layers:
+        raise MixedPrecisionError(f"{len(keep)} layers are given in fp32 (--keep-fp32), more than "
+                                  f"--max-fp32-layers {max_fp32_layers}")
     result = MixedPrecisionResult(target_db, quantized_db, fp32_layers=keep, layers=len(session.groups), kept=keep)
     if quantized_db >= target_db:
         return result

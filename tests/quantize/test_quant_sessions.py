@@ -207,6 +207,8 @@ def search(setup, int8):
 
 
 def test_search_starts_from_the_layers_given_in_fp32(setup, int8, search):
+    from edgeml.quantize.mixed import MixedPrecisionError
+
     run, ranking, every = search
     _, inputs, refs = setup
     given = [ranking[-1].name]  # the least sensitive layer: the search must still add the top ones
@@ -220,6 +222,9 @@ def test_search_starts_from_the_layers_given_in_fp32(setup, int8, search):
     # a start that already reaches the target keeps just the given layers
     result, builds = run(start - 1, keep=given, quantized_db=start)
     assert result.fp32_layers == given and builds == []
+    # more given layers than --max-fp32-layers allows: said, not searched
+    with pytest.raises(MixedPrecisionError, match=r"2 layers are given in fp32 .* --max-fp32-layers 1"):
+        run(every + 4, keep=[r.name for r in ranking[:2]], max_fp32_layers=1)
 
 
 def test_search_keeps_the_smallest_prefix_of_the_ranking(setup, int8, search):
