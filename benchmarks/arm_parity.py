@@ -1,13 +1,15 @@
 """ARM kernels vs x86 kernels: zoo .pte programs on emulated aarch64 CPUs (qemu-user).
 
-Every model is exported once per scheme (fp32, int8) here on the host; the same .pte then runs
+Every model is exported once per scheme (fp32, int8, fp16) here on the host; the same .pte then runs
 on the host (x86 XNNPACK kernels) and, in one emulated aarch64 process per CPU profile, on the
 ARM kernels that profile selects (cortex-a76: NEON + dot product; ``max,sme=off``: i8mm; ``max``:
 SME/KleidiAI; cortex-a72: plain NEON). Per model, scheme and CPU the table gives SQNR against
 the PyTorch reference (x86 run and ARM run), SQNR and max abs error of the ARM run against the
 x86 run, and top-1 agreement. The note column says ``bit-identical`` when the ARM outputs equal
 the x86 ones, ``fp32 rounding`` when they differ by no more than fp32 summation order would
-(>= 90 dB), and ``FINDING`` otherwise. Emulated timings mean nothing and are not reported.
+(>= 90 dB), ``fp16 rounding`` for an fp16 program whose ARM run (native fp16 arithmetic) is as
+close to PyTorch as the x86 run (within 6 dB, and above fp16's 30 dB threshold), and ``FINDING``
+otherwise. Emulated timings mean nothing and are not reported.
 
 Needs ``edgeml setup-aarch64`` first. Run it niced, it is CPU-bound for a long while:
 
@@ -37,9 +39,11 @@ from edgeml.aarch64 import DEFAULT_CPUS, resolve_cpu  # noqa: E402
 from edgeml.aarch64.run import Job, host_run, kernel_features, max_abs_text, run_jobs, score  # noqa: E402
 from edgeml.aarch64.setup import find_env  # noqa: E402
 from edgeml.errors import EdgeMLError  # noqa: E402
+from edgeml.quantize.schemes import default_min_sqnr  # noqa: E402
 
 FP32_ROUNDING_DB = 90.0  # ARM vs x86 above this: summation order, not a different computation
-SCHEME_LABEL = {"none": "fp32", "int8": "int8"}
+FP16_ARM_LOSS_DB = 6.0  # fp16: ARM may lose this much against PyTorch beyond the x86 run and still agree
+SCHEME_LABEL = {"none": "fp32", "int8": "int8", "fp16": "fp16"}
 
 
 def _db(v: float) -> str:
@@ -74,7 +78,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", help="comma-separated zoo names; NAME@RES for another resolution, NAME:SCHEME[+SCHEME] "
                     "for only those schemes (default: every zoo model)")
-    ap.add_argument("--schemes", default="none,int8", help="comma-separated: none (fp32), int8")
+    ap.add_argument("--schemes", default="none,int8", help="comma-separated: none (fp32), int8, fp16")
     ap.add_argument("--cpu", action="append", help=f"qemu CPU profile (repeatable; default {', '.join(DEFAULT_CPUS)})")
     ap.add_argument("--sme", action="store_true", help="also run on `max` (SME, KleidiAI kernels)")
     ap.add_argument("--images", type=Path, help="folder of images (default: the samples)")
@@ -165,6 +169,11 @@ def main() -> int:
             arm_x86 = _sqnr(vs_host)
             if arm_x86 == math.inf:
                 verdict = "bit-identical"
+            elif scheme == "fp16":
+                # ARMv8.2 cores compute in fp16 where x86 XNNPACK converts around fp32 math: the two
+                # round differently, so they agree when ARM is as close to PyTorch as x86 is.
+                ok = _sqnr(vs_ref) >= max(default_min_sqnr("fp16"), _sqnr(host) - FP16_ARM_LOSS_DB)
+                verdict = "fp16 rounding" if ok else "FINDING: fp16 on ARM is further from PyTorch than on x86"
             elif arm_x86 >= FP32_ROUNDING_DB:
                 verdict = "fp32 rounding"
             else:

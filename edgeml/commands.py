@@ -272,7 +272,8 @@ def _add_quantize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", choices=tuple(SCHEME_INFO), default="none",
                    help="int8: static, calibrated (.pte: XNNPACKQuantizer; .onnx: QDQ); int8-dynamic: "
                    "activations quantized at run time; 8da4w: Linear layers with int4 weight groups and int8 "
-                   "dynamic activations (.pte only)")
+                   "dynamic activations (.pte only); fp16: weights and activations in half precision, fp32 "
+                   "input and outputs")
     add_calibration_options(p)
 
 
@@ -343,7 +344,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from edgeml.progress import StageProgress
 
     verify = args.verify or args.min_sqnr is not None
-    fallback = args.min_sqnr is not None and args.quantize != "none" and args.max_fp32_layers != 0
+    from edgeml.quantize.schemes import get_scheme
+
+    fallback = args.min_sqnr is not None and get_scheme(args.quantize).layerwise and args.max_fp32_layers != 0
     if args.max_fp32_layers is not None and (args.min_sqnr is None or args.max_fp32_layers < 0):
         raise UsageError("--max-fp32-layers N takes N >= 0 and goes with --min-sqnr")
     if args.resolution is not None and args.resolution < 1:

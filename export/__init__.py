@@ -168,14 +168,15 @@ def artifact_name(model: str, fmt: str, quantize: str, resolution: int, default_
                                 batch=batch, dynamic_batch=dynamic_batch, dynamic_resolution=dynamic_resolution)
 
 
-def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str | None = None
-                         ) -> torch.export.ExportedProgram:
+def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str | None = None,
+                         extra: dict | None = None) -> torch.export.ExportedProgram:
     """Replace edgeml custom ops by their plain-aten chunked forms (no custom kernels on device).
 
     ``backend`` (a backend name) also applies, in the same retrace, the decompositions that the
     backend's lowering would apply (XNNPACK: ``xnnpack_decomposition_table``; ``lower_to_pte`` then
     skips its own three whole-program retraces, ``skip_empty_decompositions``). Without a backend the
-    custom ops take their ONNX-friendly forms. Chained and
+    custom ops take their ONNX-friendly forms. ``extra`` adds decompositions of the caller's (fp16
+    programs: ``edgeml.quantize.fp16.fp16_decompositions``). Chained and
     identity reshapes and zero pads are dropped afterwards (``passes.reshapes.simplify_reshapes``)."""
     from edgeml.backends import get_backend
     from edgeml.backends.xnnpack.lowering import deferred_recompiles
@@ -186,9 +187,10 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str
         custom = decomposition_table(onnx=backend is None)  # without a backend: for ONNX
     except ImportError:
         custom = {}
-    table = {**get_backend(backend).decomposition_table(exported), **custom} if backend else custom
+    table = {**get_backend(backend).decomposition_table(exported), **custom} if backend else dict(custom)
+    table.update(extra or {})
     has_custom = bool({n.target for n in exported.graph.nodes if n.op == "call_function"} & set(custom))
-    if not has_custom and not (backend and table):
+    if not has_custom and not ((backend or extra) and table):
         return exported
     with deferred_recompiles():
         # Without a custom op there is nothing to fold; the backend's decompositions still run here.

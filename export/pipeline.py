@@ -220,10 +220,14 @@ def _check_dynamic_resolution(config: ModelConfig, dynamic: tuple[int, int] | No
 def _check_quantization(scheme: Any, q: Quantization) -> None:
     if not scheme.calibrated and scheme.name != "none" and (q.calibration is not None or
                                                             q.calibration_images is not None):
-        raise UsageError(f"--quantize {scheme.name} quantizes activations at run time and takes no calibration "
+        what = "computes in fp16" if scheme.name == "fp16" else "quantizes activations at run time"
+        raise UsageError(f"--quantize {scheme.name} {what} and takes no calibration "
                          "images (drop --calibration/--calibration-images, or use --quantize int8)")
     if (q.target_db is not None or q.keep_fp32) and scheme.name == "none":
         raise UsageError("there is nothing to keep in fp32 without --quantize")
+    if (q.target_db is not None or q.keep_fp32) and scheme.name == "fp16":
+        raise UsageError("--quantize fp16 runs every layer in fp16: keeping layers in fp32 (--keep-fp32, or "
+                         "the search for them) applies to the int8 schemes and 8da4w")
     if q.target_db is not None and q.keep_fp32:
         raise UsageError("--keep-fp32 names the fp32 layers itself; it does not combine with the search for them "
                          "(--min-sqnr with a quantized scheme): pass --max-fp32-layers 0 to only verify")
@@ -515,8 +519,13 @@ def quantization_record(scheme: Any, observer: str | None, calibration_paths: Se
         record["calibration"] = {"images": len(calibration_paths), "observer": observer,
                                  "source": str(calibration) if calibration else "edgeml sample images"}
     else:
-        record["calibration"] = {"images": 0, "source": "none" if scheme.name == "none" else
-                                 "none: activations are quantized at run time"}
+        source = {"none": "none", "fp16": "none: fp16 needs no ranges"}.get(
+            scheme.name, "none: activations are quantized at run time")
+        record["calibration"] = {"images": 0, "source": source}
+    if scheme.name == "fp16":
+        from edgeml.quantize.fp16 import precision_record
+
+        record["precision"] = precision_record()
     if scheme.name == "8da4w":
         record["group_size"] = group_size
     record["fp32_layers"] = list(fp32_layers)

@@ -46,13 +46,14 @@ from pathlib import Path
 from edgeml.errors import DeviceError, UsageError
 from edgeml.profile.compare import Comparison, interleaved_order
 from edgeml.profile.host import ProfileReport, latency_stats
+from edgeml.quantize.schemes import SCHEME_INFO
 from edgeml.runtime.runners import OpenedArtifact, open_artifact
 
 DEVICE_DIR = "/data/local/tmp/edgeml"
 RESULTS_FILE = "files/benchmark_results.json"
 # The benchmark app's own pattern for <model>_<backend>_<quant> (greedy: the model takes the rest).
 BENCHMARK_NAME = re.compile(r"(\w+)_([\w+]+)_(\w+)")
-QUANT_TAGS = {"none": "fp32", "int8": "int8"}
+QUANT_TAGS = {name: scheme.tag for name, scheme in SCHEME_INFO.items()}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--format", choices=("pte", "onnx"), default="pte")
     p.add_argument("--quantize", dest="scheme", default="int8",
-                   choices=[s for s in SCHEME_INFO if s != "none"], help="scheme (default int8)")
+                   choices=[s for s, info in SCHEME_INFO.items() if info.layerwise], help="scheme (default int8)")
     add_calibration_options(p)
     p.add_argument("--images", type=Path, help="images the error is measured on (default: samples)")
     add_model_options(p)

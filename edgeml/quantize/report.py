@@ -93,8 +93,9 @@ def quantize_report(
     from edgeml.quantize import load_inputs
     from edgeml.quantize.schemes import get_scheme
 
-    if get_scheme(scheme).name == "none":
-        raise UsageError("quantize-report needs a quantization scheme (int8, int8-dynamic, 8da4w)")
+    if not get_scheme(scheme).layerwise:
+        raise UsageError("quantize-report ranks the layers of a quantization scheme (int8, int8-dynamic, 8da4w); "
+                         f"{scheme} has no layers to leave in fp32")
     options = model_options or ModelOptions()
     options = replace(options, checkpoint=checkpoint if checkpoint is not None else options.checkpoint,
                       seed=seed or options.seed, resolution=resolution or options.resolution)

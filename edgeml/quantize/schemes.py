@@ -12,6 +12,9 @@ int8-dynamic   PT2E ``XNNPACKQuantizer`` dynamic: per-channel int8 weights,  ``q
 8da4w          torchao ``Int8DynamicActivationIntxWeightConfig``: Linear     not available (no ORT equivalent that
                layers only, int4 weights in groups along in-features,       runs Gemm; use int8 or int8-dynamic)
                int8 activations at run time
+fp16           the whole model in fp16 on XNNPACK's fp16 kernels (GELU in   the graph in float16; ORT's CPU
+               its tanh form, ``edgeml.quantize.fp16``); fp32 input/output   provider casts to fp32 around ops it
+                                                                            has no fp16 kernel for
 =============  ===========================================================  =====================================
 
 The observers (how a calibrated scheme turns the images into ranges) are the libraries' own:
@@ -30,6 +33,14 @@ from torch import nn
 
 from edgeml.errors import UsageError
 
+# fp16 rounds every weight and activation to 11 significant bits: one op's relative error is at
+# most 2**-11 (~66 dB), and a deep network adds those errors over 50 - 700 ops and amplifies them
+# through its normalizations. 30 dB (3% RMS error) is what every zoo model clears with a margin in
+# fp16 (benchmarks/RESULTS.md, "fp16"), and fp32-vs-fp16 differences above it do not change top-1
+# on the sample images; an fp16 program below it has a real problem (an overflow past 65504 in a
+# variance or an attention logit), not rounding.
+FP16_MIN_SQNR = 30.0
+
 
 @dataclass(frozen=True)
 class Scheme:
@@ -39,6 +50,11 @@ class Scheme:
     formats: tuple[str, ...]
     calibrated: bool
     default_min_sqnr: float
+
+    @property
+    def layerwise(self) -> bool:
+        """Whether single layers can be left in fp32 (``--keep-fp32``, the mixed-precision search)."""
+        return self.name not in ("none", "fp16")
 
 
 _SCHEMES = (
@@ -52,6 +68,9 @@ _SCHEMES = (
     Scheme("8da4w", "8da4w",
            "8da4w: Linear layers with int4 weights (symmetric, per group of in-features) and int8 dynamic "
            "activations; other layers fp32", ("pte",), False, 12.0),
+    Scheme("fp16", "fp16",
+           "fp16: weights and activations in half precision (fp32 image input and outputs)",
+           ("pte", "onnx"), False, FP16_MIN_SQNR),
 )
 SCHEME_INFO: dict[str, Scheme] = {s.name: s for s in _SCHEMES}
 
@@ -91,8 +110,9 @@ def resolve_observer(scheme: Scheme, fmt: str, observer: str | None) -> str | No
     """The observer a calibrated scheme uses (the library default when None); None for uncalibrated schemes."""
     if not scheme.calibrated:
         if observer is not None:
-            raise UsageError(f"--observer applies to calibrated schemes (int8); {scheme.name} quantizes "
-                             "activations at run time and takes no calibration")
+            what = "computes in fp16" if scheme.name == "fp16" else "quantizes activations at run time"
+            raise UsageError(f"--observer applies to calibrated schemes (int8); {scheme.name} {what} and takes "
+                             "no calibration")
         return None
     if observer is None:
         return OBSERVERS[fmt][0]

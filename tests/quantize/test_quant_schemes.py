@@ -29,8 +29,9 @@ def _one_line_error(capsys, code, expected_code=2):
 
 
 def test_every_scheme_is_named_described_and_has_a_threshold():
-    assert set(SCHEMES) == set(SCHEME_INFO) == {"none", "int8", "int8-dynamic", "8da4w"}
-    assert QUANT_TAGS == {"none": "fp32", "int8": "int8", "int8-dynamic": "int8dyn", "8da4w": "8da4w"}
+    assert set(SCHEMES) == set(SCHEME_INFO) == {"none", "int8", "int8-dynamic", "8da4w", "fp16"}
+    assert QUANT_TAGS == {"none": "fp32", "int8": "int8", "int8-dynamic": "int8dyn", "8da4w": "8da4w",
+                          "fp16": "fp16"}
     assert set(DEFAULT_MIN_SQNR) == set(SCHEMES)
     assert artifact_name("mobilenetv2", "pte", "8da4w", 224, 224) == "mobilenetv2_xnnpack_8da4w.pte"
     assert artifact_name("mobilenetv2", "onnx", "int8-dynamic", 64, 224) == "mobilenetv2_r64_ort_int8dyn.onnx"

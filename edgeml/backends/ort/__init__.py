@@ -5,7 +5,8 @@
 * ``runner.py``: ``onnxruntime.InferenceSession`` on the CPU provider, checked by ``onnx.checker``.
 
 ORT takes LayerNorm and concatenations as they are, so this backend rewrites nothing before
-capture. The fp32 graph is lowered first; int8 quantizes that graph.
+capture. The fp32 graph is lowered first; int8 quantizes that graph. fp16 lowers the model in half
+precision (``edgeml.quantize.fp16``) and quantizes nothing.
 """
 from __future__ import annotations
 
@@ -51,11 +52,15 @@ class OrtBackend:
         if spec.scheme.name == "8da4w":
             raise UsageError("8da4w is not available for .onnx (ONNX Runtime has no int4 grouped-weight scheme "
                              "here); use --format pte")
+        if spec.scheme.name == "fp16":
+            from edgeml.quantize.fp16 import half_precision
+
+            module = half_precision(module)
         fp32 = Path(spec.workdir) / "model.onnx"
         exported = decompose_custom_ops(capture(module, example, spec.dynamic_shapes))
         lower_to_onnx(exported, example, fp32, input_names=spec.input_names, output_names=spec.output_names)
         session = None
-        if spec.scheme.name != "none":
+        if spec.scheme.layerwise:
             from edgeml.backends.ort.quantizer import OrtSession
 
             session = OrtSession(fp32, spec.input_names[0], spec.scheme, spec.observer, list(spec.calibration),

@@ -28,17 +28,30 @@ class XnnpackProgram:
 
     def __init__(self, module: nn.Module, example: tuple, spec: CompileSpec, session: Any) -> None:
         self.module, self.example, self.spec, self.session = module, example, spec, session
+        self.fp16 = spec.scheme.name == "fp16"
         # Without quantization the graph is captured now, so that a model torch.export cannot
         # capture fails in the capture stage; lowering consumes it, so a second build recaptures.
         self._captured = self._capture(module) if session is None else None
 
     def _capture(self, module: nn.Module) -> torch.export.ExportedProgram:
-        from edgeml.export import capture, decompose_custom_ops
+        from edgeml.export import capture, decompose_custom_ops, fold_constants
         from edgeml.export.passes.computed_weights import fold_computed_weights
         from edgeml.export.passes.reshapes import simplify_reshapes
         from edgeml.export.passes.softmax_guard import drop_unmasked_softmax_guards
 
-        exported = decompose_custom_ops(capture(module, self.example, self.spec.dynamic_shapes), backend="xnnpack")
+        extra = None
+        if self.fp16:
+            from edgeml.quantize.fp16 import fp16_decompositions
+
+            extra = fp16_decompositions()  # GELU in its tanh form: XNNPACK has no fp16 GELU
+        exported = decompose_custom_ops(capture(module, self.example, self.spec.dynamic_shapes), backend="xnnpack",
+                                        extra=extra)
+        if self.fp16:
+            from edgeml.quantize.fp16 import fp16_scalar_operands
+
+            # Numbers in fp16 arithmetic become fp16 constants, not fp32 ones cast at run time.
+            if fp16_scalar_operands(exported.graph_module):
+                exported = fold_constants(exported)
         if self.spec.dynamic_shapes is not None:
             # A reshape with one symbolic size becomes one with an inferred size, which XNNPACK
             # takes (decompose_custom_ops has done this already where it decomposed something).
@@ -82,7 +95,11 @@ class XnnpackBackend:
 
     def compile(self, module: nn.Module, example: tuple, spec: CompileSpec) -> XnnpackProgram:
         session = None
-        if spec.scheme.name == "8da4w":
+        if spec.scheme.name == "fp16":
+            from edgeml.quantize.fp16 import half_precision
+
+            module = half_precision(module)
+        elif spec.scheme.name == "8da4w":
             from edgeml.backends.xnnpack.quantizer import Int4WeightSession
 
             session = Int4WeightSession(module, spec.scheme, spec.group_size, spec.model_name)
