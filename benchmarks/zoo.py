@@ -6,8 +6,11 @@ Then, per quantization, the .pte (ExecuTorch + XNNPACK) and the .onnx (ONNX Runt
 run alternately on the same input with the same thread count; the table gives both medians and
 the ratio pte/ort (< 1: ExecuTorch faster). Run:
 
-    python benchmarks/zoo.py [--models a,b] [--threads 2] [--rounds 30] [--out DIR]
+    python benchmarks/zoo.py [--models a,b] [--schemes none,int8,fp16] [--threads 2] [--rounds 30] [--out DIR]
     python benchmarks/zoo.py --models a,b --artifacts DIR   # time artifacts exported before
+
+Each quantized ``.pte`` is timed in the same alternation as the fp32 ``.pte`` too: the column
+"pte / pte fp32" is the speed-up quantization buys in ExecuTorch.
 
 ``--artifacts`` takes the four default-named artifacts of each model from DIR (as
 ``benchmarks/zoo_status.py --out DIR`` writes them, mixed-precision ones included; each checked
@@ -35,6 +38,7 @@ from _common import command, interleaved_medians, machine, print_table  # noqa: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", help="comma-separated zoo names (default: every model in the zoo)")
+    ap.add_argument("--schemes", default="none,int8", help="comma-separated quantization schemes (none = fp32)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--out", type=Path, help="keep the artifacts here (default: a temp dir)")
@@ -50,11 +54,12 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="edgeml-zoo-"))
     print(f"command: {command()}\nmachine: {machine()}\nload average at start: {_load()}\n"
           f"threads: {args.threads}, rounds: {args.rounds} (medians; pte and ort timed alternately)\n", flush=True)
+    schemes = args.schemes.split(",")
     rows = []
     for name in names:
         arts, loads = {}, {}
         for fmt in ("pte", "onnx"):
-            for quant in ("none", "int8"):
+            for quant in dict.fromkeys(["none", *schemes]):
                 if args.artifacts:
                     art = _exported(args.artifacts, name, fmt, quant)
                     if art is not None:
@@ -70,16 +75,18 @@ def main() -> None:
                 loads[fmt, quant] = _load()
                 print(f"  {name} {fmt} {quant}: {arts[fmt, quant].export_seconds:.0f} s, load {loads[fmt, quant]}",
                       file=sys.stderr, flush=True)
-        for quant in ("none", "int8"):
-            pte, ort = arts.get(("pte", quant)), arts.get(("onnx", quant))
-            lat = ["-", "-", "-", "-"]
+        for quant in schemes:
+            pte, ort, pte32 = arts.get(("pte", quant)), arts.get(("onnx", quant)), arts.get(("pte", "none"))
+            lat = ["-"] * 5
             if pte and ort:
-                rp = make_runner(pte.path, threads=args.threads)
-                ro = make_runner(ort.path, threads=args.threads, spinning=False)
+                programs = [pte, ort] + ([pte32] if quant != "none" and pte32 else [])
+                runners = [make_runner(a.path, threads=args.threads, **({"spinning": False} if a is ort else {}))
+                           for a in programs]
                 x = [torch.randn(*pte.manifest.inputs[0].shape)]
-                mp, mo = interleaved_medians([lambda r=rp, x=x: r.run(x), lambda r=ro, x=x: r.run(x)], args.rounds)
-                lat = [f"{mp:.2f}", f"{mo:.2f}", f"{mp / mo:.2f}", _load()]
-                del rp, ro
+                ms = interleaved_medians([lambda r=r, x=x: r.run(x) for r in runners], args.rounds)
+                lat = [f"{ms[0]:.2f}", f"{ms[1]:.2f}", f"{ms[0] / ms[1]:.2f}",
+                       f"{ms[0] / ms[2]:.2f}" if len(ms) == 3 else "-", _load()]
+                del runners
             for fmt, art in (("pte", pte), ("onnx", ort)):
                 if art is None:
                     continue
@@ -89,10 +96,10 @@ def main() -> None:
                 rows.append([name, art.path.name, f"{art.export_seconds:.1f}", loads[fmt, quant],
                              f"{art.size_bytes / 1e6:.2f}", f"{art.manifest.parity['worst_sqnr_db']:.1f}", share,
                              portable or ("none" if fmt == "pte" else ""),
-                             *(lat if fmt == "pte" else ["", "", "", ""])])
+                             *(lat if fmt == "pte" else [""] * 5)])
                 print(f"  row: {' | '.join(rows[-1])}", file=sys.stderr, flush=True)
     print_table(["model", "artifact", "export s", "load after", "MB", "SQNR dB (worst img)", "XNNPACK compute",
-                 "portable ops", "pte ms", "ort ms", "pte/ort", "load after timing"], rows)
+                 "portable ops", "pte ms", "ort ms", "pte/ort", "pte / pte fp32", "load after timing"], rows)
     print(f"\nload average at end: {_load()}")
 
 

@@ -70,7 +70,9 @@ class QuantSession:
         A name with a wildcard stands for every layer it matches, in the model's order: ``*`` any
         run of characters and ``?`` any one character, within one dotted part of the name
         (``layers.*.blocks.*:add*`` is every block's own adds, not those of its ``attn``); one that
-        matches no layer is an error too."""
+        matches no layer is an error too. A module's name that is no layer itself stands for the
+        layers inside it (``<name>.*`` and ``<name>:*``, at any depth): a convolution a backend pass
+        split into parts (``SplitDepthwiseConv2d``) is kept in fp32 whole by its own name."""
         known = set(self.names)
         pinned = set(self.pinned_fp32)
         expanded: list[str] = []
@@ -79,6 +81,9 @@ class QuantSession:
                 pattern = _layer_pattern(name)
                 matched = [n for n in self.names if pattern.fullmatch(n)]
                 expanded.extend(matched if matched else [name])
+            elif name not in known:
+                inside = [n for n in self.names if n.startswith((name + ".", name + ":"))]
+                expanded.extend(inside if inside else [name])
             else:
                 expanded.append(name)
         names = [n for n in dict.fromkeys(expanded) if n not in pinned]

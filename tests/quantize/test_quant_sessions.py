@@ -79,6 +79,15 @@ def test_a_wildcard_names_every_layer_it_matches(int8):
         int8.check_names(["nothing.*"])
 
 
+def test_a_module_name_stands_for_the_layers_inside_it(int8):
+    inside = [n for n in int8.names if n.startswith(("features.1.", "features.1:"))]
+    assert len(inside) > 1 and "features.1" not in int8.names
+    assert int8.check_names(["features.1"]) == inside
+    assert int8.check_names(["features.0.0"]) == ["features.0.0"]  # a layer is itself, not a prefix
+    with pytest.raises(UsageError, match="no quantized layer named features.1.conv.9"):
+        int8.check_names(["features.1.conv.9"])
+
+
 def test_pt2e_simulation_is_what_convert_computes(setup, int8):
     prepared, inputs, refs = setup
     fp32 = int8.simulate([], inputs)

@@ -1,8 +1,9 @@
 """The XNNPACK backend: ExecuTorch ``.pte`` programs whose compute XNNPACK runs.
 
 * ``passes/``: module rewrites that let XNNPACK's partitioner take the whole graph (LayerNorm
-  statistics as 1x1 convs / linears); blocks whose export form depends on the backend are told
-  it is XNNPACK (``use_export_form(backend="xnnpack")``, the model protocol);
+  statistics as 1x1 convs / linears) or run it on faster kernels (depthwise convolutions larger
+  than 25 taps as sums of ones XNNPACK's depthwise kernels take); blocks whose export form
+  depends on the backend are told it is XNNPACK (``use_export_form(backend="xnnpack")``, the model protocol);
 * ``quantizer.py``: PT2E ``XNNPACKQuantizer`` sessions (static / dynamic int8) and torchao 8da4w;
 * ``lowering.py``: ``to_edge_transform_and_lower`` with ``XnnpackPartitioner``, the lowering
   speed-ups (each tested to keep the program's bytes) and the delegation summary;
@@ -84,9 +85,12 @@ class XnnpackBackend:
     runtime = "ExecuTorch (Python runtime, XNNPACK)"
 
     def prepare(self, module: nn.Module, example: tuple) -> nn.Module:
+        from edgeml.backends.xnnpack.passes.depthwise import split_large_depthwise
         from edgeml.backends.xnnpack.passes.layernorm import lower_layernorms
 
-        return lower_layernorms(module)
+        prepared = lower_layernorms(module)  # a copy
+        split_large_depthwise(prepared)
+        return prepared
 
     def decomposition_table(self, exported: torch.export.ExportedProgram) -> dict:
         from edgeml.backends.xnnpack.lowering import xnnpack_decomposition_table
