@@ -10,7 +10,9 @@ the ratio pte/ort (< 1: ExecuTorch faster). Run:
     python benchmarks/zoo.py --models a,b --artifacts DIR   # time artifacts exported before
 
 Each quantized ``.pte`` is timed in the same alternation as the fp32 ``.pte`` too: the column
-"pte / pte fp32" is the speed-up quantization buys in ExecuTorch.
+"pte / pte fp32" is the speed-up quantization buys in ExecuTorch. After the table of every
+artifact comes a summary, one line per model; ``--summarize FILE`` prints the summary of a table
+earlier runs printed (their stdout saved in FILEs).
 
 ``--artifacts`` takes the four default-named artifacts of each model from DIR (as
 ``benchmarks/zoo_status.py --out DIR`` writes them, mixed-precision ones included; each checked
@@ -43,8 +45,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--out", type=Path, help="keep the artifacts here (default: a temp dir)")
     ap.add_argument("--artifacts", type=Path, metavar="DIR", help="time the artifacts in DIR; export nothing")
+    ap.add_argument("--summarize", type=Path, nargs="+", metavar="FILE",
+                    help="print the summary of earlier runs' outputs")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    if args.summarize:
+        print_table(SUMMARY_HEADERS, summary_rows([r for f in args.summarize for r in _read_table(f.read_text())]))
+        return
 
     import edgeml
     from edgeml.export import export
@@ -98,9 +105,52 @@ def main() -> None:
                              portable or ("none" if fmt == "pte" else ""),
                              *(lat if fmt == "pte" else [""] * 5)])
                 print(f"  row: {' | '.join(rows[-1])}", file=sys.stderr, flush=True)
-    print_table(["model", "artifact", "export s", "load after", "MB", "SQNR dB (worst img)", "XNNPACK compute",
-                 "portable ops", "pte ms", "ort ms", "pte/ort", "pte / pte fp32", "load after timing"], rows)
+    print_table(HEADERS, rows)
+    print()
+    print_table(SUMMARY_HEADERS, summary_rows(rows))
     print(f"\nload average at end: {_load()}")
+
+
+HEADERS = ["model", "artifact", "export s", "load after", "MB", "SQNR dB (worst img)", "XNNPACK compute",
+           "portable ops", "pte ms", "ort ms", "pte/ort", "pte / pte fp32", "load after timing"]
+SUMMARY_HEADERS = ["model", "pte/ort fp32", "pte/ort int8", "pte/ort fp16", "pte int8/fp32", "pte fp16/fp32",
+                   "pte fp32 ms", "pte int8 export s", "SQNR dB pte int8 / fp16", "SQNR dB onnx fp16",
+                   "pte MB fp32 / int8 / fp16"]
+
+
+def summary_rows(rows: list[list[str]]) -> list[list[str]]:
+    """One line per model from the rows of the full table: the ratios, int8 export time, SQNRs, sizes."""
+    by_model: dict[str, dict[tuple[str, str], list[str]]] = {}
+    for row in rows:
+        stem = row[1].rsplit(".", 1)
+        fmt, tag = stem[1], stem[0].rsplit("_", 1)[1]
+        by_model.setdefault(row[0], {})[fmt, tag] = row
+
+    def cell(model, fmt, tag, column, default="-"):
+        row = by_model[model].get((fmt, tag))
+        return row[HEADERS.index(column)] if row and row[HEADERS.index(column)] else default
+
+    out = []
+    for model in by_model:
+        out.append([model, cell(model, "pte", "fp32", "pte/ort"), cell(model, "pte", "int8", "pte/ort"),
+                    cell(model, "pte", "fp16", "pte/ort"), cell(model, "pte", "int8", "pte / pte fp32"),
+                    cell(model, "pte", "fp16", "pte / pte fp32"), cell(model, "pte", "fp32", "pte ms"),
+                    cell(model, "pte", "int8", "export s"),
+                    f"{cell(model, 'pte', 'int8', 'SQNR dB (worst img)')} / "
+                    f"{cell(model, 'pte', 'fp16', 'SQNR dB (worst img)')}",
+                    cell(model, "onnx", "fp16", "SQNR dB (worst img)"),
+                    " / ".join(cell(model, "pte", t, "MB") for t in ("fp32", "int8", "fp16"))])
+    return out
+
+
+def _read_table(text: str) -> list[list[str]]:
+    """The rows of the full table in a run's printed output."""
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == len(HEADERS) and cells[0] != "model" and not set(cells[0]) <= {"-"}:
+            rows.append(cells)
+    return rows
 
 
 def _exported(folder: Path, name: str, fmt: str, quant: str):

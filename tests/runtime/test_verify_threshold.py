@@ -16,7 +16,7 @@ from edgeml.runtime.verify import verify_artifact, verify_threshold
 
 def test_default_min_sqnr_is_the_scheme_table():
     assert {name: default_min_sqnr(name) for name in SCHEME_INFO} == {
-        "none": 60.0, "int8": 25.0, "int8-dynamic": 25.0, "8da4w": 12.0}
+        "none": 60.0, "int8": 25.0, "int8-dynamic": 25.0, "8da4w": 12.0, "fp16": 30.0}
     assert DEFAULT_MIN_SQNR == {name: default_min_sqnr(name) for name in SCHEME_INFO}  # export's view of it
     with pytest.raises(UsageError, match="unknown quantization"):
         default_min_sqnr("int3")
@@ -24,7 +24,7 @@ def test_default_min_sqnr_is_the_scheme_table():
 
 def test_help_states_the_table(capsys, monkeypatch):
     text = default_min_sqnr_text()
-    assert text == "60 dB fp32, 25 dB int8 and int8-dynamic, 12 dB 8da4w"
+    assert text == "60 dB fp32, 25 dB int8 and int8-dynamic, 12 dB 8da4w, 30 dB fp16"
     monkeypatch.setenv("COLUMNS", "2000")  # one line per option, so the text is not wrapped
     with pytest.raises(SystemExit):
         main(["verify", "--help"])
@@ -43,7 +43,7 @@ def _with_scheme(artifact, folder, scheme: str):
 
 
 def test_verify_threshold_of_a_manifest(scan_artifacts, tmp_path):
-    for scheme, db in (("none", 60.0), ("int8", 25.0), ("int8-dynamic", 25.0), ("8da4w", 12.0)):
+    for scheme, db in (("none", 60.0), ("int8", 25.0), ("int8-dynamic", 25.0), ("8da4w", 12.0), ("fp16", 30.0)):
         manifest = read_manifest(_with_scheme(scan_artifacts.good, tmp_path / scheme, scheme))
         assert verify_threshold(manifest) == db
         assert verify_threshold(manifest, 33) == 33.0
