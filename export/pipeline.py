@@ -220,8 +220,7 @@ def _check_dynamic_resolution(config: ModelConfig, dynamic: tuple[int, int] | No
 def _check_quantization(scheme: Any, q: Quantization) -> None:
     if not scheme.calibrated and scheme.name != "none" and (q.calibration is not None or
                                                             q.calibration_images is not None):
-        what = "computes in fp16" if scheme.name == "fp16" else "quantizes activations at run time"
-        raise UsageError(f"--quantize {scheme.name} {what} and takes no calibration "
+        raise UsageError(f"--quantize {scheme.name} {scheme.why_uncalibrated} and takes no calibration "
                          "images (drop --calibration/--calibration-images, or use --quantize int8)")
     if (q.target_db is not None or q.keep_fp32) and scheme.name == "none":
         raise UsageError("there is nothing to keep in fp32 without --quantize")

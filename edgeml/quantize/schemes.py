@@ -53,6 +53,11 @@ class Scheme:
     default_min_sqnr: float
 
     @property
+    def why_uncalibrated(self) -> str:
+        """What an uncalibrated scheme does instead of calibrating, for error messages."""
+        return "computes in fp16" if self.name == "fp16" else "quantizes activations at run time"
+
+    @property
     def layerwise(self) -> bool:
         """Whether single layers can be left in fp32 (``--keep-fp32``, the mixed-precision search)."""
         return self.name not in ("none", "fp16")
@@ -111,9 +116,8 @@ def resolve_observer(scheme: Scheme, fmt: str, observer: str | None) -> str | No
     """The observer a calibrated scheme uses (the library default when None); None for uncalibrated schemes."""
     if not scheme.calibrated:
         if observer is not None:
-            what = "computes in fp16" if scheme.name == "fp16" else "quantizes activations at run time"
-            raise UsageError(f"--observer applies to calibrated schemes (int8); {scheme.name} {what} and takes "
-                             "no calibration")
+            raise UsageError(f"--observer applies to calibrated schemes (int8); {scheme.name} "
+                             f"{scheme.why_uncalibrated} and takes no calibration")
         return None
     if observer is None:
         return OBSERVERS[fmt][0]
