@@ -9,7 +9,12 @@ passes per partition) and, on the device, a reshape or copy node in the delegate
 
 * folds ``view(view(x, s1), s2)`` into ``view(x, s2)`` (a chain of views of a contiguous tensor
   is one view of it);
-* removes a ``view`` to the shape its input already has;
+* removes a ``view`` or an ``expand`` to the shape its input already has (``matmul`` of two 4-D
+  operands decomposes into an ``expand`` of each to its own shape before the ``bmm``; ExecuTorch
+  keeps them as ``expand_copy``, which XNNPACK does not take: four portable copies per attention);
+* writes a ``squeeze`` / ``unsqueeze`` of a static shape as the ``view`` it is (adding or removing
+  size-1 axes never moves data; XNNPACK delegates a static view and not ``squeeze_copy``, which
+  ``unbind``-ing a fused qkv projection leaves on the portable kernels);
 * removes a ``constant_pad_nd`` whose padding is all zero;
 * writes a ``view`` whose target shape has exactly one symbolic size (dynamic shapes) with ``-1``
   there: the same reshape, but one XNNPACK takes (its partitioner refuses every reshape that
@@ -25,6 +30,9 @@ from torch import fx
 
 _VIEW = torch.ops.aten.view.default
 _PAD = torch.ops.aten.constant_pad_nd.default
+_EXPAND = torch.ops.aten.expand.default
+_SQUEEZES = (torch.ops.aten.squeeze.default, torch.ops.aten.squeeze.dim, torch.ops.aten.squeeze.dims,
+             torch.ops.aten.unsqueeze.default)
 
 
 def _contiguous(node: fx.Node) -> bool:
@@ -40,7 +48,7 @@ def _shape(node: fx.Node) -> tuple | None:
 def _is_identity(node: fx.Node) -> bool:
     if node.op != "call_function" or not isinstance(node.args[0], fx.Node):
         return False
-    if node.target is _VIEW:
+    if node.target in (_VIEW, _EXPAND):
         shape = _shape(node)
         return shape is not None and shape == _shape(node.args[0])
     if node.target is _PAD:
@@ -69,6 +77,16 @@ def simplify_reshapes(graph_module: fx.GraphModule) -> fx.GraphModule:
     for node in list(graph.nodes):
         if node.op != "call_function":
             continue
+        if node.target in _SQUEEZES and isinstance(node.args[0], fx.Node) \
+                and all(user.op != "output" for user in node.users):
+            shape = _shape(node)
+            if shape is not None and all(isinstance(s, int) for s in shape):
+                with graph.inserting_before(node):
+                    view = graph.call_function(_VIEW, (node.args[0], list(shape)))
+                view.meta = dict(node.meta)
+                node.replace_all_uses_with(view)
+                graph.erase_node(node)
+                node, changed = view, True
         if node.target is _VIEW and _infer_symbolic_size(node):
             changed = True
         if node.target is _VIEW:

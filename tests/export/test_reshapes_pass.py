@@ -69,3 +69,30 @@ def test_a_single_symbolic_size_is_written_as_inferred():
     for shape in ((1, 8, 6, 10), (1, 8, 3, 7)):
         x = torch.randn(shape)
         torch.testing.assert_close(ep.module()(x), _Tokens()(x), rtol=0, atol=0)
+
+
+class _Squeezes(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.reshape(2, 1, 3, 20).unbind(0)  # selects of a stacked tensor
+        c = a.squeeze(0).unsqueeze(0) * b.squeeze()  # squeeze / unsqueeze of static shapes
+        d = x.expand(2, 3, 20) + 1.0  # an expand to the shape x has
+        return c.sum() + d.sum(), x.unsqueeze(0)  # an output that is an unsqueeze
+
+
+def test_squeezes_become_views_and_identity_expands_go():
+    x = torch.randn(2, 3, 20)
+    ep = torch.export.export(_Squeezes(), (x,)).run_decompositions()
+    before = _targets(ep)
+    with torch.no_grad():
+        expected = ep.module()(x)
+    simplify_reshapes(ep.graph_module)
+    after = _targets(ep)
+    aten = torch.ops.aten
+    assert aten.expand.default in before and aten.expand.default not in after
+    squeezes = {aten.squeeze.dims, aten.squeeze.dim, aten.squeeze.default, aten.unsqueeze.default}
+    assert squeezes & set(before)
+    assert [t for t in after if t in squeezes] == [aten.unsqueeze.default]  # only the output's own node
+    with torch.no_grad():
+        out = ep.module()(x)
+    for o, e in zip(out, expected, strict=True):
+        torch.testing.assert_close(o, e, rtol=0, atol=0)

@@ -174,9 +174,15 @@ def xnnpack_decomposition_table(exported: torch.export.ExportedProgram) -> dict:
     ExecuTorch 1.5 decomposes to core ATen except the ops the partitioner asks to keep (linear,
     convolution, ... : ``ops_to_not_decompose``); ``edgeml.export.decompose_custom_ops(...,
     backend="xnnpack")`` applies this table in the same retrace as edgeml's own decompositions,
-    so that lowering (``skip_empty_decompositions``) finds nothing left to decompose. Empty when
-    this ExecuTorch does not have the functions this was written against: lowering then
-    decomposes as usual."""
+    so that lowering (``skip_empty_decompositions``) finds nothing left to decompose. Plus edgeml's
+    own for ops XNNPACK has no node for but can compute (GroupNorm: ``passes/groupnorm.py``; means
+    over other axes than a 4-D map's two innermost: ``passes/means.py``). Only those when this
+    ExecuTorch does not have the functions this was written against: lowering then decomposes as
+    usual."""
+    from edgeml.backends.xnnpack.passes.groupnorm import group_norm_decompositions
+    from edgeml.backends.xnnpack.passes.means import mean_decompositions
+
+    ours = {**group_norm_decompositions(), **mean_decompositions()}
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir.program._program import (
@@ -185,7 +191,7 @@ def xnnpack_decomposition_table(exported: torch.export.ExportedProgram) -> dict:
             _remove_invalid_ops_for_not_decompose,
         )
     except ImportError:
-        return {}
+        return ours
     partitioner = XnnpackPartitioner()
     keep, _ = partitioner.ops_to_not_decompose(exported)
     if not _can_skip_using_EDGE_DO_NOT_DECOMP(partitioner, exported):
@@ -193,6 +199,7 @@ def xnnpack_decomposition_table(exported: torch.export.ExportedProgram) -> dict:
     table = dict(_default_decomposition_table())
     for op in keep:
         table.pop(op, None)
+    table.update(ours)
     return table
 
 
