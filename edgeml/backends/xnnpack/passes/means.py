@@ -6,7 +6,8 @@ the delegated graph: a classifier's ``x.mean((2, 3))`` (no keepdim), a ViT's tok
 ``x.mean(1)``, a norm's statistics over the last axis. Each is the same average over a 4-D view:
 move the averaged axes last (a permute, only when they are not last already), view the tensor as
 ``(1, kept, averaged, 1)``, average its two innermost axes, and view the result in the shape the
-mean returns. Static shapes only (a symbolic size leaves the mean as it is).
+mean returns. Static shapes only (a symbolic size leaves the mean as it is). A sum over axes, for
+which XNNPACK has no node, is that mean times the number of elements it averages.
 """
 from __future__ import annotations
 
@@ -37,5 +38,18 @@ def mean_as_pooling(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype=N
     return y.reshape(shape)
 
 
+def sum_as_pooling(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype=None):
+    """``aten.sum.dim_IntList`` (no XNNPACK node) as the mean above times the count it averages."""
+    if dtype is not None or x.dim() == 0 or not _static(x.shape) or not x.dtype.is_floating_point:
+        return NotImplemented
+    nd = x.dim()
+    dims = sorted({d % nd for d in (dim if dim else range(nd))})
+    count = math.prod(x.shape[d] for d in dims)
+    y = mean_as_pooling(x, dims, keepdim)
+    if y is NotImplemented:  # the 4-D pooling form itself
+        y = x.mean(dims, keepdim=True)
+    return y * float(count)  # a float: an int operand becomes an int64 constant and a portable cast
+
+
 def mean_decompositions() -> dict:
-    return {torch.ops.aten.mean.dim: mean_as_pooling}
+    return {torch.ops.aten.mean.dim: mean_as_pooling, torch.ops.aten.sum.dim_IntList: sum_as_pooling}

@@ -1,0 +1,62 @@
+"""Splits and strided slices in the slices XNNPACK takes: static, contiguous, step 1.
+
+ExecuTorch 1.5's XNNPACK partitioner delegates ``slice_copy`` with step 1 only, and no
+``split_with_sizes_copy``: LeViT's ``q, k, v = qkv.split(...)`` and its subsampling
+``x[:, ::2, ::2]`` ran on the portable kernels. A split is its slices, one per piece. A slice
+with step ``s`` over ``m`` elements is a step-1 slice, zero-padded to a multiple of ``s`` when
+``m`` is not one, viewed as ``(ceil(m / s), s)`` along that axis, of which the first column is
+the result (another step-1 slice, and a view to drop the axis). Static shapes only.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _static(*sizes) -> bool:
+    return all(isinstance(s, int) for s in sizes)
+
+
+def split_as_slices(x: torch.Tensor, split_sizes, dim: int = 0):
+    if not _static(*x.shape, *split_sizes):
+        return NotImplemented
+    dim %= x.dim()
+    out, start = [], 0
+    for size in split_sizes:
+        out.append(torch.ops.aten.slice.Tensor(x, dim, start, start + size, 1))
+        start += size
+    return out
+
+
+def split_tensor_as_slices(x: torch.Tensor, split_size: int, dim: int = 0):
+    if not _static(*x.shape, split_size):
+        return NotImplemented
+    n = x.shape[dim % x.dim()]
+    sizes = [min(split_size, n - s) for s in range(0, n, split_size)] if split_size else [n]
+    return split_as_slices(x, sizes, dim)
+
+
+def strided_slice_as_view(x: torch.Tensor, dim: int = 0, start=None, end=None, step: int = 1):
+    if step == 1 or not _static(*x.shape) or not all(isinstance(v, int) or v is None for v in (start, end, step)):
+        return NotImplemented
+    dim %= x.dim()
+    n = x.shape[dim]
+    begin, stop, _ = slice(start, end).indices(n)
+    m = max(stop - begin, 0)
+    if m == 0:
+        return NotImplemented
+    y = torch.ops.aten.slice.Tensor(x, dim, begin, stop, 1) if (begin, stop) != (0, n) else x
+    count = -(-m // step)
+    if count * step != m:
+        pad = [0, 0] * (x.dim() - 1 - dim) + [0, count * step - m]
+        y = F.pad(y, pad)
+    shape = list(x.shape)
+    y = y.reshape(shape[:dim] + [count, step] + shape[dim + 1:])
+    y = torch.ops.aten.slice.Tensor(y, dim + 1, 0, 1, 1)
+    return y.reshape(shape[:dim] + [count] + shape[dim + 1:])
+
+
+def slice_decompositions() -> dict:
+    aten = torch.ops.aten
+    return {aten.split_with_sizes.default: split_as_slices, aten.split.Tensor: split_tensor_as_slices,
+            aten.slice.Tensor: strided_slice_as_view}

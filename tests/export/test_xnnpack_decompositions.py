@@ -1,0 +1,217 @@
+"""Ops XNNPACK has no node for, in forms it delegates (edgeml.backends.xnnpack.passes: groupnorm,
+means, unfold, slices), and the squeezes / identity expands that ``simplify_reshapes`` turns into
+views: the function stays, and a small module with each pattern lowers with no portable op left."""
+import pytest
+import torch
+from torch import nn
+
+from edgeml.backends.xnnpack.passes.groupnorm import group_norm_as_means
+from edgeml.backends.xnnpack.passes.means import mean_as_pooling
+
+
+@pytest.mark.parametrize("shape,groups,affine", [((2, 12, 5, 7), 3, True), ((1, 8, 9, 9), 1, False),
+                                                 ((2, 6, 10), 6, True), ((1, 4, 3, 4, 5), 2, True)])
+def test_group_norm_as_means_is_group_norm(shape, groups, affine):
+    torch.manual_seed(0)
+    x = torch.randn(shape) * 3 + 1
+    c = shape[1]
+    w, b = (torch.randn(c), torch.randn(c)) if affine else (None, None)
+    n, hw = shape[0], x[0, 0].numel()
+    y, mean, rstd = group_norm_as_means(x, w, b, n, c, hw, groups, 1e-5)
+    ref, ref_mean, ref_rstd = torch.ops.aten.native_group_norm(x, w, b, n, c, hw, groups, 1e-5)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mean, ref_mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rstd, ref_rstd, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,dim,keepdim", [((2, 3, 4, 5), (2, 3), False), ((2, 7, 6), 1, False),
+                                               ((2, 7, 6), (-1,), True), ((3, 4, 5, 6), (1, 3), True),
+                                               ((4, 5), None, False), ((2, 3, 4, 5, 6), (0, 2), False)])
+def test_mean_as_pooling_is_mean(shape, dim, keepdim):
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    y = mean_as_pooling(x, list(dim) if isinstance(dim, tuple) else ([dim] if isinstance(dim, int) else dim),
+                        keepdim)
+    torch.testing.assert_close(y, x.mean(dim, keepdim=keepdim) if dim is not None else x.mean(), rtol=1e-6,
+                               atol=1e-6)
+
+
+def test_the_pooling_xnnpack_takes_and_other_dtypes_are_left_alone():
+    x = torch.randn(1, 4, 5, 6)
+    assert mean_as_pooling(x, [2, 3], True) is NotImplemented
+    assert mean_as_pooling(x, [-1, -2], True) is NotImplemented
+    assert mean_as_pooling(x, [1], False, dtype=torch.float64) is NotImplemented
+
+
+class _GroupNormRelu(nn.GroupNorm):
+    """A GroupNorm subclass with its own forward (as transformers' BiT writes its norms)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(super().forward(x))
+
+
+class _Patterns(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, 2, 1)
+        self.gn = nn.GroupNorm(4, 16)
+        self.gn1 = _GroupNormRelu(1, 16)
+        self.qkv = nn.Linear(16, 48)
+        self.head = nn.Linear(16, 10)
+        with torch.no_grad():
+            for g in (self.gn, self.gn1):
+                g.weight.normal_()
+                g.bias.normal_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.gn1(self.gn(self.conv(x))).flatten(2).transpose(1, 2)  # (1, 64, 16) tokens
+        q, k, v = self.qkv(t).reshape(1, 64, 3, 2, 8).permute(2, 0, 3, 1, 4)  # unbind: squeezes
+        a = ((q @ k.transpose(-2, -1)) * 8 ** -0.5).softmax(-1)  # 4-D matmuls: expands
+        t = (a @ v).transpose(1, 2).reshape(1, 64, 16)
+        return self.head(t.mean(1))  # token pooling: a mean XNNPACK does not take as it is
+
+
+def test_every_pattern_lowers_to_xnnpack_with_the_same_function():
+    from edgeml.backends.xnnpack.lowering import lower_to_pte
+    from edgeml.export import decompose_custom_ops
+
+    torch.manual_seed(0)
+    model = _Patterns().eval()
+    x = torch.randn(1, 3, 16, 16)
+    ep = torch.export.export(model, (x,))
+    plain, before = lower_to_pte(torch.export.export(model, (x,)))
+    assert {"aten_native_group_norm_default", "aten_mean_dim", "aten_expand_copy_default",
+            "aten_squeeze_copy_dims"} <= set(before.portable_ops)
+    data, after = lower_to_pte(decompose_custom_ops(ep, backend="xnnpack"))
+    assert after.portable_ops == {} and after.compute_delegated == after.compute_total
+    from executorch.runtime import Runtime
+
+    y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
+    with torch.no_grad():
+        torch.testing.assert_close(y, model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,kernel", [((2, 3, 8, 6), (2, 2)), ((1, 4, 6, 9), (3, 1)), ((1, 2, 4, 4), (4, 4))])
+def test_non_overlapping_unfold_and_fold_are_permutes(shape, kernel):
+    import torch.nn.functional as F
+
+    from edgeml.backends.xnnpack.passes.unfold import col2im_as_permute, im2col_as_permute
+
+    x = torch.randn(shape)
+    cols = im2col_as_permute(x, kernel, (1, 1), (0, 0), kernel)
+    torch.testing.assert_close(cols, F.unfold(x, kernel, stride=kernel), rtol=0, atol=0)
+    back = col2im_as_permute(cols, shape[2:], kernel, (1, 1), (0, 0), kernel)
+    torch.testing.assert_close(back, F.fold(cols, shape[2:], kernel, stride=kernel), rtol=0, atol=0)
+    torch.testing.assert_close(back, x, rtol=0, atol=0)
+    assert im2col_as_permute(x, kernel, (1, 1), (0, 0), (1, 1)) is NotImplemented  # overlapping: left alone
+
+
+class _Patches(nn.Module):
+    """MobileViTV2's unfolding: 2x2 patches as tokens, a linear over them, folded back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mix = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        n, c, h, w = x.shape
+        p = F.unfold(x, (2, 2), stride=(2, 2)).reshape(n, c, 4, -1).transpose(1, 3)  # (n, L, 4, c)
+        p = self.mix(p).transpose(1, 3).reshape(n, c * 4, -1)
+        return F.fold(p, (h, w), (2, 2), stride=(2, 2))
+
+
+def test_unfold_and_fold_lower_to_xnnpack_with_the_same_function():
+    from executorch.runtime import Runtime
+
+    from edgeml.backends.xnnpack.lowering import lower_to_pte
+    from edgeml.export import decompose_custom_ops
+
+    torch.manual_seed(0)
+    model = _Patches().eval()
+    x = torch.randn(1, 8, 6, 10)
+    _, before = lower_to_pte(torch.export.export(model, (x,)))
+    assert "aten_index_tensor" in before.portable_ops or "aten_index_put_default" in before.portable_ops
+    data, after = lower_to_pte(decompose_custom_ops(torch.export.export(model, (x,)), backend="xnnpack"))
+    assert after.portable_ops == {}
+    y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
+    with torch.no_grad():
+        torch.testing.assert_close(y, model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,dim,keepdim", [((2, 7, 6), [1], True), ((2, 3, 4, 5), [2, 3], True),
+                                               ((3, 4), None, False), ((2, 3, 4, 5), [0, 3], False)])
+def test_sum_as_pooling_is_sum(shape, dim, keepdim):
+    from edgeml.backends.xnnpack.passes.means import sum_as_pooling
+
+    x = torch.randn(shape)
+    want = x.sum(dim, keepdim=keepdim) if dim is not None else x.sum()
+    torch.testing.assert_close(sum_as_pooling(x, dim, keepdim), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("sizes,dim", [([3, 5, 8], -1), ([2, 2], 0), ([1, 6, 9], 1)])
+def test_split_as_slices_is_split(sizes, dim):
+    from edgeml.backends.xnnpack.passes.slices import split_as_slices, split_tensor_as_slices
+
+    x = torch.randn(4, 16, 16)[:, : sum(sizes)] if dim == 1 else torch.randn(4, 16, sum(sizes))
+    if dim == 0:
+        x = torch.randn(sum(sizes), 3)
+    for got, want in zip(split_as_slices(x, sizes, dim), x.split(sizes, dim), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    for got, want in zip(split_tensor_as_slices(x, 3, dim), x.split(3, dim), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("n,start,end,step", [(14, None, None, 2), (7, None, None, 2), (16, 1, None, 3),
+                                              (10, -7, 9, 4), (5, 0, 5, 5), (9, 2, 3, 2)])
+def test_strided_slice_as_view_is_the_slice(n, start, end, step):
+    from edgeml.backends.xnnpack.passes.slices import strided_slice_as_view
+
+    x = torch.randn(2, n, 3)
+    got = strided_slice_as_view(x, 1, start, end, step)
+    torch.testing.assert_close(got, x[:, start:end:step], rtol=0, atol=0)
+    assert strided_slice_as_view(x, 1, 0, 4, 1) is NotImplemented  # step 1: XNNPACK takes it
+
+
+class _Subsample(nn.Module):
+    """LeViT's patterns: a split qkv, a strided subsample of an odd-sized map, a sum over features,
+    a softmax over tokens (not the last axis)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(16, 48)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).split([16, 16, 16], -1)  # (1, 49, 16) each
+        w = (q * k).sum(-1, keepdim=True).softmax(1)
+        t = (w * v).reshape(1, 7, 7, 16)[:, ::2, ::2].reshape(1, 16, 16)  # 7 -> 4: padded
+        return t * 2.0
+
+
+def test_split_sum_and_strided_slice_lower_to_xnnpack_with_the_same_function():
+    from executorch.runtime import Runtime
+
+    from edgeml.backends.xnnpack.lowering import lower_to_pte
+    from edgeml.export import decompose_custom_ops
+
+    torch.manual_seed(0)
+    model = _Subsample().eval()
+    x = torch.randn(1, 49, 16)
+    _, before = lower_to_pte(torch.export.export(model, (x,)))
+    assert {"aten_split_with_sizes_copy_default", "aten_slice_copy_tensor", "aten_sum_dim_int_list",
+            "aten__softmax_default"} <= set(before.portable_ops)
+    data, after = lower_to_pte(decompose_custom_ops(torch.export.export(model, (x,)), backend="xnnpack"))
+    assert after.portable_ops == {}
+    y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
+    with torch.no_grad():
+        torch.testing.assert_close(y, model(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dim", [0, 1, -2])
+def test_softmax_on_last_axis_is_the_softmax(dim):
+    from edgeml.backends.xnnpack.passes.softmax import softmax_on_last_axis
+
+    x = torch.randn(3, 5, 7)
+    torch.testing.assert_close(softmax_on_last_axis(x, dim, False), x.softmax(dim), rtol=1e-6, atol=1e-7)
+    assert softmax_on_last_axis(x, -1, False) is NotImplemented
