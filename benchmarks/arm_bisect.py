@@ -51,6 +51,8 @@ def main() -> int:
     if saved is not None and saved.is_file():
         with open(saved, "rb") as f:
             pp = pickle.load(f)
+        if args.images is not None:
+            pp = pp.with_images(args.images)
     else:
         pp = probed_program(args.model, scheme=args.scheme, resolution=args.resolution, images=args.images,
                             keep_fp32=keep)

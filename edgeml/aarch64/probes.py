@@ -181,6 +181,19 @@ class ProbedProgram:
     n_outputs: int  # the model's own outputs, before the probes
     inputs: list[list[np.ndarray]]  # one program call per image
     images: list[str]
+    pre: object = None  # the model's Preprocessing (edgeml.images), to feed it other images
+    batch: int = 1
+
+    def with_images(self, images) -> ProbedProgram:
+        """The same program with the inputs of ``images`` (a folder)."""
+        from dataclasses import replace
+
+        from edgeml.images import list_images
+        from edgeml.quantize import load_inputs
+
+        paths = list_images(images)
+        inputs = [[torch.cat([x] * self.batch).numpy()] for x in load_inputs(paths, self.pre)]
+        return replace(self, inputs=inputs, images=[q.name for q in paths])
 
 
 def probed_program(model, *, scheme: str = "int8", resolution: int | None = None, images=None,
@@ -215,7 +228,7 @@ def probed_program(model, *, scheme: str = "int8", resolution: int | None = None
     paths = list_images(images) if images is not None else sample_images()
     batch = state.example[0].shape[0]
     inputs = [[torch.cat([x] * batch).numpy()] for x in load_inputs(paths, state.pre)]
-    return ProbedProgram(data, probes, n_outputs, inputs, [q.name for q in paths])
+    return ProbedProgram(data, probes, n_outputs, inputs, [q.name for q in paths], state.pre, batch)
 
 
 def run_on_host(data: bytes, inputs: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:

@@ -136,3 +136,17 @@ def test_no_module_beside_the_remote_runner_shadows_the_standard_library():
     names = {p.stem for p in REMOTE_RUNNER.parent.glob("*.py")} | {p.name for p in REMOTE_RUNNER.parent.iterdir()
                                                                    if p.is_dir()}
     assert not names & set(__import__("sys").stdlib_module_names)
+
+
+def test_the_probed_program_takes_other_images_preprocessed_as_the_model_says(probed, tmp_path):
+    import shutil
+
+    from edgeml.images import sample_images
+
+    samples = sample_images()
+    for p in samples[1:3]:
+        shutil.copy(p, tmp_path / p.name)
+    other = probed.with_images(tmp_path)
+    assert other.images == [p.name for p in samples[1:3]] and other.data is probed.data
+    for got, want in zip(other.inputs, probed.inputs[1:3], strict=True):
+        np.testing.assert_array_equal(got[0], want[0])
