@@ -215,3 +215,54 @@ def test_softmax_on_last_axis_is_the_softmax(dim):
     x = torch.randn(3, 5, 7)
     torch.testing.assert_close(softmax_on_last_axis(x, dim, False), x.softmax(dim), rtol=1e-6, atol=1e-7)
     assert softmax_on_last_axis(x, -1, False) is NotImplemented
+
+
+class _ConvSoftmax(nn.Module):
+    """MobileViTV2's linear attention: a 1x1 conv, a one-channel split, a softmax over patches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Conv2d(8, 17, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).split([1, 8, 8], 1)
+        context = (k * q.softmax(-1)).sum(-1, keepdim=True)
+        return torch.relu(v) * context + torch.relu(k).permute(0, 1, 3, 2).softmax(-1).permute(0, 1, 3, 2)
+
+
+def test_a_softmax_downstream_of_a_convolution_gets_a_3d_view():
+    """ExecuTorch 1.5.1's XNNPACK computes this softmax over the wrong axis (this test fails on its
+    first assertion once ExecuTorch fixes that; the pass can then go)."""
+    from executorch.runtime import Runtime
+
+    from edgeml.backends.xnnpack.lowering import lower_to_pte
+    from edgeml.backends.xnnpack.passes.softmax import isolate_channels_last_softmax
+    from edgeml.export import decompose_custom_ops
+
+    torch.manual_seed(0)
+    model = _ConvSoftmax().eval()
+    x = torch.randn(1, 8, 4, 16)
+    with torch.no_grad():
+        want = model(x)
+
+    def run(fix: bool) -> torch.Tensor:
+        ep = decompose_custom_ops(torch.export.export(model, (x,)), backend="xnnpack")
+        if fix:
+            assert isolate_channels_last_softmax(ep.graph_module) == 2
+        data, delegation = lower_to_pte(ep)
+        assert delegation.portable_ops == {}
+        return Runtime.get().load_program(data).load_method("forward").execute([x])[0]
+
+    assert (run(False) - want).abs().max() > 0.1  # ExecuTorch's bug, without the pass
+    torch.testing.assert_close(run(True), want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_softmax_over_matmul_scores_is_left_alone():
+    from edgeml.backends.xnnpack.passes.softmax import isolate_channels_last_softmax
+
+    class Scores(nn.Module):
+        def forward(self, q: torch.Tensor) -> torch.Tensor:
+            return (q @ q.transpose(-2, -1)).softmax(-1)
+
+    ep = torch.export.export(Scores(), (torch.randn(1, 2, 5, 4),)).run_decompositions()
+    assert isolate_channels_last_softmax(ep.graph_module) == 0

@@ -35,6 +35,7 @@ class XnnpackProgram:
         self._captured = self._capture(module) if session is None else None
 
     def _capture(self, module: nn.Module) -> torch.export.ExportedProgram:
+        from edgeml.backends.xnnpack.passes.softmax import isolate_channels_last_softmax
         from edgeml.export import capture, decompose_custom_ops, fold_constants
         from edgeml.export.passes.computed_weights import fold_computed_weights
         from edgeml.export.passes.reshapes import simplify_reshapes
@@ -62,6 +63,8 @@ class XnnpackProgram:
         exported = fold_computed_weights(exported)
         # An attention without a mask needs no fully-masked-row guard (boolean ops XNNPACK lacks).
         drop_unmasked_softmax_guards(exported.graph_module)
+        # A softmax over a conv's 4-D output: XNNPACK 1.5.1 normalizes the wrong axis of it.
+        isolate_channels_last_softmax(exported.graph_module)
         return exported
 
     def build(self, fp32_layers: Sequence[str] = ()) -> tuple[bytes, dict[str, Any]]:
