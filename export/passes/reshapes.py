@@ -12,6 +12,9 @@ passes per partition) and, on the device, a reshape or copy node in the delegate
 * removes a ``view`` or an ``expand`` to the shape its input already has (``matmul`` of two 4-D
   operands decomposes into an ``expand`` of each to its own shape before the ``bmm``; ExecuTorch
   keeps them as ``expand_copy``, which XNNPACK does not take: four portable copies per attention);
+* removes an ``expand`` whose every user is a broadcasting elementwise op that gives the same
+  shape without it (``context.expand_as(value) * value``: the multiply broadcasts by itself, and
+  XNNPACK takes no ``expand_copy``);
 * writes a ``squeeze`` / ``unsqueeze`` of a static shape as the ``view`` it is (adding or removing
   size-1 axes never moves data; XNNPACK delegates a static view and not ``squeeze_copy``, which
   ``unbind``-ing a fused qkv projection leaves on the portable kernels);
@@ -31,6 +34,8 @@ from torch import fx
 _VIEW = torch.ops.aten.view.default
 _PAD = torch.ops.aten.constant_pad_nd.default
 _EXPAND = torch.ops.aten.expand.default
+_BROADCASTING = (torch.ops.aten.add.Tensor, torch.ops.aten.sub.Tensor, torch.ops.aten.mul.Tensor,
+                 torch.ops.aten.div.Tensor, torch.ops.aten.maximum.default, torch.ops.aten.minimum.default)
 _SQUEEZES = (torch.ops.aten.squeeze.default, torch.ops.aten.squeeze.dim, torch.ops.aten.squeeze.dims,
              torch.ops.aten.unsqueeze.default)
 
@@ -55,6 +60,29 @@ def _is_identity(node: fx.Node) -> bool:
         pad = node.args[1]
         return all(isinstance(p, int) and p == 0 for p in pad)
     return False
+
+
+def _broadcast_does_it(node: fx.Node) -> bool:
+    """Whether ``node`` (an expand) can go: each user broadcasts its operands to the same shape
+    and dtype without it."""
+    if node.target is not _EXPAND or not isinstance(node.args[0], fx.Node) or _shape(node.args[0]) is None:
+        return False
+    for user in node.users:
+        if user.op != "call_function" or user.target not in _BROADCASTING or user.kwargs:
+            return False
+        shapes = []
+        for a in user.args:
+            if isinstance(a, fx.Node):
+                shape = _shape(a.args[0] if a is node else a)
+                if shape is None:
+                    return False
+                shapes.append(shape)
+        try:
+            if tuple(torch.broadcast_shapes(*shapes)) != _shape(user):
+                return False
+        except RuntimeError:
+            return False
+    return bool(node.users)
 
 
 def _infer_symbolic_size(node: fx.Node) -> bool:
@@ -97,6 +125,11 @@ def simplify_reshapes(graph_module: fx.GraphModule) -> fx.GraphModule:
             if source is not node.args[0]:
                 node.args = (source, *node.args[1:])
                 changed = True
+        if _broadcast_does_it(node):
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+            changed = True
+            continue
         if _is_identity(node) and all(user.op != "output" for user in node.users):
             # (a graph output keeps its node: the program's signature names it)
             node.replace_all_uses_with(node.args[0])

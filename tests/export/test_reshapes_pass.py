@@ -96,3 +96,22 @@ def test_squeezes_become_views_and_identity_expands_go():
         out = ep.module()(x)
     for o, e in zip(out, expected, strict=True):
         torch.testing.assert_close(o, e, rtol=0, atol=0)
+
+
+class _Expands(nn.Module):
+    def forward(self, v: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        kept = c.expand(2, 3, 5)  # a user that does not broadcast (an output): stays
+        return torch.relu(v) * c.expand_as(v), kept
+
+
+def test_an_expand_that_every_user_broadcasts_anyway_goes():
+    v, c = torch.randn(2, 3, 5), torch.randn(2, 3, 1)
+    ep = torch.export.export(_Expands(), (v, c)).run_decompositions()
+    with torch.no_grad():
+        expected = ep.module()(v, c)
+    assert _targets(ep).count(torch.ops.aten.expand.default) == 2
+    simplify_reshapes(ep.graph_module)
+    assert _targets(ep).count(torch.ops.aten.expand.default) == 1
+    with torch.no_grad():
+        for o, e in zip(ep.module()(v, c), expected, strict=True):
+            torch.testing.assert_close(o, e, rtol=0, atol=0)

@@ -266,3 +266,32 @@ def test_a_softmax_over_matmul_scores_is_left_alone():
 
     ep = torch.export.export(Scores(), (torch.randn(1, 2, 5, 4),)).run_decompositions()
     assert isolate_channels_last_softmax(ep.graph_module) == 0
+
+
+def test_scalar_binary_ops_take_their_tensor_form():
+    """SDPA's decomposition scales q and k with mul.Scalar, which XNNPACK does not take."""
+    from executorch.runtime import Runtime
+
+    from edgeml.backends.xnnpack.lowering import lower_to_pte
+    from edgeml.backends.xnnpack.passes.scalars import scalar_ops_as_tensor_ops
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = nn.Linear(16, 48)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q, k, v = self.qkv(x).reshape(1, 10, 3, 2, 8).permute(2, 0, 3, 1, 4)
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.3) * 0.5
+
+    torch.manual_seed(0)
+    model = Attention().eval()
+    x = torch.randn(1, 10, 16)
+    ep = torch.export.export(model, (x,)).run_decompositions()
+    assert torch.ops.aten.mul.Scalar in {n.target for n in ep.graph.nodes}
+    assert scalar_ops_as_tensor_ops(ep.graph_module) >= 2
+    data, delegation = lower_to_pte(ep)
+    assert "aten_mul_scalar" not in delegation.portable_ops
+    y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
+    with torch.no_grad():
+        torch.testing.assert_close(y, model(x), rtol=1e-5, atol=1e-6)

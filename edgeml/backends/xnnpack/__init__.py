@@ -35,6 +35,7 @@ class XnnpackProgram:
         self._captured = self._capture(module) if session is None else None
 
     def _capture(self, module: nn.Module) -> torch.export.ExportedProgram:
+        from edgeml.backends.xnnpack.passes.scalars import scalar_ops_as_tensor_ops
         from edgeml.backends.xnnpack.passes.softmax import isolate_channels_last_softmax
         from edgeml.export import capture, decompose_custom_ops, fold_constants
         from edgeml.export.passes.computed_weights import fold_computed_weights
@@ -65,6 +66,8 @@ class XnnpackProgram:
         drop_unmasked_softmax_guards(exported.graph_module)
         # A softmax over a conv's 4-D output: XNNPACK 1.5.1 normalizes the wrong axis of it.
         isolate_channels_last_softmax(exported.graph_module)
+        if not self.fp16:
+            scalar_ops_as_tensor_ops(exported.graph_module)  # x * 0.42 as XNNPACK's mul, not portable
         return exported
 
     def build(self, fp32_layers: Sequence[str] = ()) -> tuple[bytes, dict[str, Any]]:
