@@ -23,14 +23,14 @@ from edgeml.runtime.verify import verify_artifact
 BACKEND = {"pte": "xnnpack", "onnx": "ort"}
 TAG = {"none": "fp32", "int8": "int8"}
 
-# Measured on the 6 sample images (random init, seed 0). Both causes are established in the
-# issue 4 report; strict, so that a fix makes these fail and the marks get removed.
+# Measured on the 6 sample images (random init, seed 0); strict, so that a fix makes these fail
+# and the marks get removed.
 PTE_INT8_BELOW = [
     pytest.mark.xfail(strict=True, reason=(
         "efficientmod_xxs int8 .pte: 31.5 dB over all images but 24.2 dB on motorcycle_left "
         "(eager PT2E: 24.9, so not the lowering). The final LayerNorm and the classifier head "
         "cost it: quantizing either alone gives 28 dB on that image, keeping both in fp32 gives "
-        "36.7 dB (issue 7's fp32 fallback)")),
+        "36.7 dB (the fp32 fallback)")),
     pytest.mark.slow(reason="efficientmod_xxs int8 .pte export (minutes), below threshold"),
 ]
 ONNX_INT8_BELOW = pytest.mark.xfail(strict=True, reason=(
@@ -136,8 +136,8 @@ def test_fastvithd_random_init_output_depends_on_the_image(fastvithd_256):
 @pytest.mark.parametrize("fmt", [
     pytest.param("pte", marks=pytest.mark.slow(
         reason="efficientmod_xxs int8 .pte with the fp32 fallback search: 218 s on a quiet 2-core machine "
-               "(session 5: the head kept in fp32, 25.5 dB)")),
-    "onnx",  # 85 s with another job on the second core (session 5: the head's Gemm in fp32, 25.7 dB)
+               "(the head kept in fp32, 25.5 dB)")),
+    "onnx",  # 85 s with another job on the second core (the head's Gemm in fp32, 25.7 dB)
 ])
 def test_efficientmod_int8_mixed_precision(fmt, tmp_path):
     # Plain int8 is below 25 dB on one image (strict xfails above); keeping the most sensitive

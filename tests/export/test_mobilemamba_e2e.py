@@ -87,11 +87,11 @@ def test_quantizer_leaves_the_scan_fp32():
 # MobileMamba.finish_random_init, see RESIDUAL_BRANCH_SCALE); after it int8 simulates at 23.6 dB
 # (worst image 22.8), still below 25 dB, with the remaining error in the plain CNN layers (stem,
 # head), not the scan. The int8 .pte loads and runs (ExecuTorch runtime: 23.1 dB, worst image
-# 21.9); the route past 25 dB is --min-sqnr 25 (open in issue 5). strict: a fix makes this fail.
+# 21.9); the route past 25 dB is --min-sqnr 25. strict: a fix makes this fail.
 INT8_BELOW_THRESHOLD = [
     pytest.mark.xfail(strict=True, reason="T2 int8 on random init: worst image 21.9 dB in ExecuTorch (< 25 dB)"),
     # A known-failing int8 export costs minutes of the CI budget; it runs with --runslow.
-    pytest.mark.slow(reason="MobileMamba int8 export, below threshold, open in issue 5"),
+    pytest.mark.slow(reason="MobileMamba int8 export, below threshold on random init"),
 ]
 
 
