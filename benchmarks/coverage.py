@@ -401,8 +401,13 @@ def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) 
             t = time.perf_counter()
             runners[k].run(inputs[k])
             samples[k].append((time.perf_counter() - t) * 1e3)
-    return {"ok": True, "artifacts": found, "rounds": rounds, "threads": threads, "load": _load(),
-            "median_ms": {tool: round(statistics.median(s), 3) for tool, s in zip(found, samples)}}
+    return {"ok": True, "artifacts": found, "stamps": _stamps(found), "rounds": rounds, "threads": threads,
+            "load": _load(), "median_ms": {tool: round(statistics.median(s), 3) for tool, s in zip(found, samples)}}
+
+
+def _stamps(found: dict[str, str]) -> dict[str, float]:
+    """When each timed artifact was written: a re-export makes the timing stale."""
+    return {tool: Path(path).stat().st_mtime for tool, path in found.items()}
 
 
 def run_step(entry: dict, cache: Path, tool: str, seed: int, threads: int) -> dict:
@@ -446,9 +451,10 @@ def worker(key: str, tool: str, cache: Path, threads: int) -> None:
 def needs_run(entry: dict, cache: Path, tool: str) -> bool:
     r = read_result(cache, entry["key"], tool)
     if tool == "timing":
-        # Timed again whenever the set of artifacts changed (a peer or int8 exported since).
-        return set(timed_artifacts(cache, entry["key"])) != set((r or {}).get("artifacts", {})) and bool(
-            timed_artifacts(cache, entry["key"]))
+        # Timed again whenever the artifacts changed (a peer or int8 exported since, or one re-exported).
+        found = timed_artifacts(cache, entry["key"])
+        return bool(found) and (set(found) != set((r or {}).get("artifacts", {}))
+                                or _stamps(found) != (r or {}).get("stamps"))
     if r is None:
         return True
     return tool != "save" and not (model_dir(cache, entry["key"]) / "config.json").is_file()
