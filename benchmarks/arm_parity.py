@@ -81,25 +81,32 @@ def _verdict(scheme: str, x86_ref_db: float, arm_ref_db: float, arm_x86_db: floa
     return "FINDING: differs beyond fp32 rounding"
 
 
-def rescore(path: Path) -> None:
-    """Re-derive the note column of a table this script wrote (after a change of the rules)."""
+def rescore(path: Path) -> int:
+    """Re-derive the note column of every table this script wrote in ``path`` (a saved table, or
+    RESULTS.md), after a change of the rules; other tables are left alone. Returns rows rescored."""
     lines = path.read_text().splitlines()
-    header = next(i for i, ln in enumerate(lines) if ln.startswith("| model |"))
-    cols = [c.strip() for c in lines[header].strip("|").split("|")]
     db = {"identical": math.inf}
-    for i in range(header + 2, len(lines)):
-        if not lines[i].startswith("|"):
-            break
-        cells = [c.strip() for c in lines[i].strip("|").split("|")]
-        row = dict(zip(cols, cells))
-        if row["note"].startswith("FINDING: fails") or row["ARM vs x86 dB"] == "-":
+    inverse = {v: k for k, v in SCHEME_LABEL.items()}
+    done = 0
+    i = 0
+    while i < len(lines):
+        cols = [c.strip() for c in lines[i].strip().strip("|").split("|")] if lines[i].startswith("| model |") else []
+        i += 1
+        if not {"scheme", "x86 vs PyTorch dB", "ARM vs PyTorch dB", "ARM vs x86 dB", "note"} <= set(cols):
             continue
-        scheme = {v: k for k, v in SCHEME_LABEL.items()}[row["scheme"]]
-        values = [db.get(row[c], None) or float(row[c]) for c in ("x86 vs PyTorch dB", "ARM vs PyTorch dB",
-                                                                  "ARM vs x86 dB")]
-        cells[cols.index("note")] = _verdict(scheme, *values)
-        lines[i] = "| " + " | ".join(cells) + " |"
+        i += 1  # the |---| row
+        while i < len(lines) and lines[i].startswith("|"):
+            cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
+            row = dict(zip(cols, cells))
+            if row["ARM vs x86 dB"] != "-" and row["scheme"] in inverse:
+                values = [db.get(row[c]) or float(row[c])
+                          for c in ("x86 vs PyTorch dB", "ARM vs PyTorch dB", "ARM vs x86 dB")]
+                cells[cols.index("note")] = _verdict(inverse[row["scheme"]], *values)
+                lines[i] = "| " + " | ".join(cells) + " |"
+                done += 1
+            i += 1
     path.write_text("\n".join(lines) + "\n")
+    return done
 
 
 def _export(name: str, scheme: str, resolution: int | None, work: Path) -> Path:
@@ -127,11 +134,11 @@ def main() -> int:
     ap.add_argument("--images", type=Path, help="folder of images (default: the samples)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgeml-arm-parity"), help="artifacts go here")
     ap.add_argument("--markdown", type=Path, help="write the table here (default: WORK/arm_parity.md)")
-    ap.add_argument("--rescore", type=Path, metavar="MD", help="only re-derive the note column of a table this "
-                    "script wrote, in place")
+    ap.add_argument("--rescore", type=Path, metavar="MD", help="only re-derive the note column of the tables this "
+                    "script wrote in MD (a saved table or RESULTS.md), in place")
     args = ap.parse_args()
     if args.rescore:
-        rescore(args.rescore)
+        print(f"{rescore(args.rescore)} rows rescored in {args.rescore}")
         return 0
 
     from edgeml.models import list_models
