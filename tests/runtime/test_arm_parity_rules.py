@@ -1,0 +1,43 @@
+"""benchmarks/arm_parity.py's note column: which ARM-vs-x86 differences are findings."""
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def arm_parity():
+    spec = importlib.util.spec_from_file_location("arm_parity", ROOT / "benchmarks" / "arm_parity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_verdicts(arm_parity):
+    v = arm_parity._verdict
+    assert v("int8", 31.7, 31.7, math.inf) == "bit-identical"
+    assert v("none", 120.0, 121.0, 124.0) == "fp32 rounding"
+    assert v("none", 120.0, 60.0, 62.0).startswith("FINDING")  # fp32 has no int8 steps to excuse it
+    assert v("int8", 31.7, 31.4, 38.7).startswith("int8 steps")  # as close to PyTorch: one-step flips
+    assert v("int8", 31.7, 30.9, 38.7).startswith("FINDING")  # further from PyTorch than x86
+    assert v("fp16", 45.2, 48.6, 45.5) == "fp16 rounding"
+    assert v("fp16", 45.2, 29.0, 30.0).startswith("FINDING")  # below fp16's 30 dB
+
+
+def test_rescore_rewrites_only_its_own_tables(arm_parity, tmp_path):
+    md = tmp_path / "results.md"
+    other = "| model | scheme | note |\n|---|---|---|\n| x | int8 | keep me |\n"
+    ours = ("| model | scheme | CPU | x86 vs PyTorch dB | ARM vs PyTorch dB | ARM vs x86 dB | note |\n"
+            "|---|---|---|---|---|---|---|\n"
+            "| a | int8 | cortex-a76 | 31.7 | 31.7 | 38.7 | FINDING: differs beyond fp32 rounding |\n"
+            "| a | fp32 | cortex-a76 | 120.0 | 120.0 | identical | old |\n"
+            "| b | int8 | - | 20.0 | - | - | not run: ValueError |\n")
+    md.write_text("# R\n\n" + other + "\ntext\n\n" + ours)
+    assert arm_parity.rescore(md) == 2
+    text = md.read_text()
+    assert "keep me" in text and "not run: ValueError" in text
+    assert "| a | int8 | cortex-a76 | 31.7 | 31.7 | 38.7 | int8 steps:" in text
+    assert "| a | fp32 | cortex-a76 | 120.0 | 120.0 | identical | bit-identical |" in text
