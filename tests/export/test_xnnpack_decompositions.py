@@ -295,3 +295,33 @@ def test_scalar_binary_ops_take_their_tensor_form():
     y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
     with torch.no_grad():
         torch.testing.assert_close(y, model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_powers_and_integer_operands_lower_to_xnnpack():
+    """SwiftFormer's ``x.pow(2)``, a ``rsqrt`` written as ``** -0.5``, and ``x * 2`` with an int."""
+    from executorch.runtime import Runtime
+
+    from edgeml.backends.xnnpack.lowering import lower_to_pte
+    from edgeml.backends.xnnpack.passes.powers import pow_as_elementwise
+    from edgeml.backends.xnnpack.passes.scalars import scalar_ops_as_tensor_ops
+    from edgeml.export import decompose_custom_ops
+
+    class Powers(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            var = x.pow(2).mean(-1, keepdim=True)
+            return (x * (var + 1e-5) ** -0.5 + x.abs() ** 0.5) * 2 + 1
+
+    x = torch.randn(1, 6, 8)
+    for e in (2, 0.5, -0.5):
+        torch.testing.assert_close(pow_as_elementwise(x.abs() + 0.1, e), (x.abs() + 0.1) ** e, rtol=1e-6, atol=0)
+    assert pow_as_elementwise(x, 3) is NotImplemented
+    model = Powers().eval()
+    _, before = lower_to_pte(torch.export.export(model, (x,)))
+    assert "aten_pow_tensor_scalar" in before.portable_ops
+    ep = decompose_custom_ops(torch.export.export(model, (x,)), backend="xnnpack")
+    assert scalar_ops_as_tensor_ops(ep.graph_module) >= 2
+    data, after = lower_to_pte(ep)
+    assert after.portable_ops == {}
+    y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
+    with torch.no_grad():
+        torch.testing.assert_close(y, model(x), rtol=1e-5, atol=1e-6)

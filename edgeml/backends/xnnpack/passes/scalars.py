@@ -19,16 +19,20 @@ _TENSOR_FORM = {_aten.add.Scalar: _aten.add.Tensor, _aten.sub.Scalar: _aten.sub.
 
 
 def scalar_ops_as_tensor_ops(graph_module: fx.GraphModule) -> int:
-    """In place: each ``.Scalar`` binary op on a float32 tensor becomes its ``.Tensor`` form.
-    Returns how many."""
+    """In place: each ``.Scalar`` binary op on a float32 tensor becomes its ``.Tensor`` form, and an
+    integer number operand of a float32 binary op becomes the float it means (``x * 2``: ExecuTorch
+    lifts the ``2`` as an int64 tensor and casts it on the portable kernels). Returns how many."""
     changed = 0
     for node in graph_module.graph.nodes:
-        if node.op != "call_function" or node.target not in _TENSOR_FORM:
+        if node.op != "call_function" or node.target not in {*_TENSOR_FORM, *_TENSOR_FORM.values()}:
             continue
         val = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
-        if not isinstance(val, torch.Tensor) or val.dtype != torch.float32 or not isinstance(node.args[1], float):
+        number = node.args[1] if len(node.args) > 1 else None
+        if not isinstance(val, torch.Tensor) or val.dtype != torch.float32 or isinstance(number, bool) \
+                or not isinstance(number, (int, float)):
             continue
-        node.target = _TENSOR_FORM[node.target]
+        node.target = _TENSOR_FORM.get(node.target, node.target)
+        node.args = (node.args[0], float(number), *node.args[2:])
         changed += 1
     if changed:
         graph_module.recompile()
