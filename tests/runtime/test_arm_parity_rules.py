@@ -25,6 +25,8 @@ def test_verdicts(arm_parity):
     assert v("int8", 31.7, 30.9, 38.7).startswith("FINDING")  # further from PyTorch than x86
     assert v("fp16", 45.2, 48.6, 45.5) == "fp16 rounding"
     assert v("fp16", 45.2, 29.0, 30.0).startswith("FINDING")  # below fp16's 30 dB
+    assert v("fp16", 26.2, 26.2, 37.2) == "fp16 rounding"  # below 30 on x86 already, as close on ARM
+    assert v("fp16", 26.2, 25.0, 37.2).startswith("FINDING")
 
 
 def test_rescore_rewrites_only_its_own_tables(arm_parity, tmp_path):
