@@ -15,15 +15,13 @@ import math
 
 import torch
 
-
-def _static(shape) -> bool:
-    return all(isinstance(s, int) for s in shape)
+from edgeml.backends.xnnpack.passes import static
 
 
 def mean_as_pooling(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype=None):
     """``aten.mean.dim`` in the form XNNPACK delegates (module doc); ``NotImplemented`` leaves it."""
     nd = x.dim()
-    if dtype is not None or nd == 0 or not _static(x.shape) or not x.dtype.is_floating_point:
+    if dtype is not None or nd == 0 or not static(*x.shape) or not x.dtype.is_floating_point:
         return NotImplemented
     dims = sorted({d % nd for d in (dim if dim else range(nd))})
     if nd == 4 and dims == [2, 3] and keepdim:
@@ -40,7 +38,7 @@ def mean_as_pooling(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype=N
 
 def sum_as_pooling(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype=None):
     """``aten.sum.dim_IntList`` (no XNNPACK node) as the mean above times the count it averages."""
-    if dtype is not None or x.dim() == 0 or not _static(x.shape) or not x.dtype.is_floating_point:
+    if dtype is not None or x.dim() == 0 or not static(*x.shape) or not x.dtype.is_floating_point:
         return NotImplemented
     nd = x.dim()
     dims = sorted({d % nd for d in (dim if dim else range(nd))})

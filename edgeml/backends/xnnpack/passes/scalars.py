@@ -16,6 +16,7 @@ from torch import fx
 _aten = torch.ops.aten
 _TENSOR_FORM = {_aten.add.Scalar: _aten.add.Tensor, _aten.sub.Scalar: _aten.sub.Tensor,
                 _aten.mul.Scalar: _aten.mul.Tensor, _aten.div.Scalar: _aten.div.Tensor}
+_BINARY = {*_TENSOR_FORM, *_TENSOR_FORM.values()}
 
 
 def scalar_ops_as_tensor_ops(graph_module: fx.GraphModule) -> int:
@@ -24,7 +25,7 @@ def scalar_ops_as_tensor_ops(graph_module: fx.GraphModule) -> int:
     lifts the ``2`` as an int64 tensor and casts it on the portable kernels). Returns how many."""
     changed = 0
     for node in graph_module.graph.nodes:
-        if node.op != "call_function" or node.target not in {*_TENSOR_FORM, *_TENSOR_FORM.values()}:
+        if node.op != "call_function" or node.target not in _BINARY:
             continue
         val = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
         number = node.args[1] if len(node.args) > 1 else None

@@ -12,13 +12,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def _static(*sizes) -> bool:
-    return all(isinstance(s, int) for s in sizes)
+from edgeml.backends.xnnpack.passes import static
 
 
 def split_as_slices(x: torch.Tensor, split_sizes, dim: int = 0):
-    if not _static(*x.shape, *split_sizes):
+    if not static(*x.shape, *split_sizes):
         return NotImplemented
     dim %= x.dim()
     out, start = [], 0
@@ -29,7 +27,7 @@ def split_as_slices(x: torch.Tensor, split_sizes, dim: int = 0):
 
 
 def split_tensor_as_slices(x: torch.Tensor, split_size: int, dim: int = 0):
-    if not _static(*x.shape, split_size):
+    if not static(*x.shape, split_size):
         return NotImplemented
     n = x.shape[dim % x.dim()]
     sizes = [min(split_size, n - s) for s in range(0, n, split_size)] if split_size else [n]
@@ -37,7 +35,7 @@ def split_tensor_as_slices(x: torch.Tensor, split_size: int, dim: int = 0):
 
 
 def strided_slice_as_view(x: torch.Tensor, dim: int = 0, start=None, end=None, step: int = 1):
-    if step == 1 or not _static(*x.shape) or not all(isinstance(v, int) or v is None for v in (start, end, step)):
+    if step == 1 or not static(*x.shape) or not all(isinstance(v, int) or v is None for v in (start, end, step)):
         return NotImplemented
     dim %= x.dim()
     n = x.shape[dim]

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import torch
 
+from edgeml.backends.xnnpack.passes import static
+
 
 def _non_overlapping(kernel, dilation, padding, stride) -> bool:
     return list(stride) == list(kernel) and all(d == 1 for d in dilation) and all(p == 0 for p in padding)
 
 
-def _static(*sizes) -> bool:
-    return all(isinstance(s, int) for s in sizes)
-
 
 def im2col_as_permute(x: torch.Tensor, kernel_size, dilation, padding, stride):
-    if x.dim() != 4 or not _non_overlapping(kernel_size, dilation, padding, stride) or not _static(*x.shape):
+    if x.dim() != 4 or not _non_overlapping(kernel_size, dilation, padding, stride) or not static(*x.shape):
         return NotImplemented
     n, c, h, w = x.shape
     kh, kw = kernel_size
@@ -37,7 +36,7 @@ def im2col_as_permute(x: torch.Tensor, kernel_size, dilation, padding, stride):
 
 
 def col2im_as_permute(x: torch.Tensor, output_size, kernel_size, dilation, padding, stride):
-    if x.dim() != 3 or not _non_overlapping(kernel_size, dilation, padding, stride) or not _static(*x.shape):
+    if x.dim() != 3 or not _non_overlapping(kernel_size, dilation, padding, stride) or not static(*x.shape):
         return NotImplemented
     n, ckk, blocks = x.shape
     h, w = output_size
