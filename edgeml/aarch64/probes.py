@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import fx
 
+from edgeml.backends.xnnpack.quantizer import _module_path  # the module a node came from
+
 _DQ_FAMILY = ("dequantize_per_tensor", "dequantize_per_channel")
 _Q_FAMILY = ("quantize_per_tensor", "quantize_per_channel")
 
@@ -77,14 +79,6 @@ def _is_dq(node: fx.Node) -> bool:
     return node.op == "call_function" and any(f in _op_name(node) for f in _DQ_FAMILY)
 
 
-def _module_of(node: fx.Node) -> str:
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return ""
-    path = list(stack.values())[-1][0]
-    return str(path).removeprefix("L['self'].").removeprefix("L__self__.")
-
-
 def _upstream(q: fx.Node, probe_of: dict[fx.Node, int]) -> tuple[list[int], list[fx.Node]]:
     """The probes above ``q`` (nearest quantization points) and the compute nodes in between."""
     seen: set[fx.Node] = set()
@@ -124,7 +118,7 @@ def add_probes(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[Probe], int]:
         ups, ops = _upstream(q, probe_of)
         ops.sort(key=order.__getitem__)
         producer = q.args[0]
-        module = _module_of(producer) if isinstance(producer, fx.Node) and producer.op == "call_function" else ""
+        module = _module_path(producer) if isinstance(producer, fx.Node) and producer.op == "call_function" else ""
         scale, zero_point = q.args[1], q.args[2]
         if isinstance(scale, fx.Node) or isinstance(zero_point, fx.Node):
             raise ValueError(f"{q.name}: a quantization point with tensor-valued parameters cannot be probed")
@@ -189,11 +183,9 @@ class ProbedProgram:
         from dataclasses import replace
 
         from edgeml.images import list_images
-        from edgeml.quantize import load_inputs
 
         paths = list_images(images)
-        inputs = [[torch.cat([x] * self.batch).numpy()] for x in load_inputs(paths, self.pre)]
-        return replace(self, inputs=inputs, images=[q.name for q in paths])
+        return replace(self, inputs=_calls(paths, self.pre, self.batch), images=[q.name for q in paths])
 
 
 def probed_program(model, *, scheme: str = "int8", resolution: int | None = None, images=None,
@@ -209,7 +201,6 @@ def probed_program(model, *, scheme: str = "int8", resolution: int | None = None
     from edgeml.export import pipeline as p
     from edgeml.images import list_images, sample_images
     from edgeml.models.source import ModelOptions
-    from edgeml.quantize import load_inputs
 
     options = replace(ModelOptions(), resolution=resolution, input_shape=tuple(input_shape) if input_shape else None)
     state = p.build(model, options, p.Target(format="pte"),
@@ -227,8 +218,15 @@ def probed_program(model, *, scheme: str = "int8", resolution: int | None = None
             data, _ = lower_to_pte(state.program._capture(gm))
     paths = list_images(images) if images is not None else sample_images()
     batch = state.example[0].shape[0]
-    inputs = [[torch.cat([x] * batch).numpy()] for x in load_inputs(paths, state.pre)]
-    return ProbedProgram(data, probes, n_outputs, inputs, [q.name for q in paths], state.pre, batch)
+    return ProbedProgram(data, probes, n_outputs, _calls(paths, state.pre, batch), [q.name for q in paths],
+                         state.pre, batch)
+
+
+def _calls(paths, pre, batch: int) -> list[list[np.ndarray]]:
+    """One program call per image: the image preprocessed as the model says, repeated to the batch."""
+    from edgeml.quantize import load_inputs
+
+    return [[torch.cat([x] * batch).numpy()] for x in load_inputs(paths, pre)]
 
 
 def run_on_host(data: bytes, inputs: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
