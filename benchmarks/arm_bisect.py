@@ -99,4 +99,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edgeml.errors import EdgeMLError
+
+    try:
+        sys.exit(main())
+    except EdgeMLError as e:  # a user error: one line, as the CLI prints it
+        print(f"arm_bisect: {e}", file=sys.stderr)
+        sys.exit(2)
