@@ -147,7 +147,7 @@ def reusable_artifact(folder: Path, name: str, quantize: str, resolution: int | 
             and (mixed["target_db"] == target_db if mixed
                  else target_db is None and not m.quantization.get("fp32_layers")))
     if same and quantize != "none" and "norm_statistics" not in m.quantization and _has_layernorms(name):
-        same = False  # quantized before LayerNorm statistics stayed fp32 (session 7): not the same program
+        same = False  # quantized before LayerNorm statistics stayed fp32: not the same program
     path = folder / m.artifact["file"]
     return Artifact(path, m, m.artifact.get("export_seconds", math.nan)) if same else None
 

@@ -14,8 +14,8 @@ from edgeml.dynres import (
 )
 from edgeml.errors import UsageError
 
-# (w, h): (llava_next, internvl max 6 tiles, relaxed), tile 384, grids up to 3x3 (issue 6).
-ISSUE_TABLE = {
+# (w, h): (llava_next, internvl max 6 tiles, relaxed), tile 384, grids up to 3x3.
+EXPECTED_GRIDS = {
     (394, 390): ((2, 2), (1, 1), (1, 1)),
     (380, 393): ((1, 2), (1, 1), (1, 1)),
     (380, 76): ((1, 1), (5, 1), (1, 1)),
@@ -24,10 +24,10 @@ ISSUE_TABLE = {
 }
 
 
-@pytest.mark.parametrize("size", sorted(ISSUE_TABLE))
+@pytest.mark.parametrize("size", sorted(EXPECTED_GRIDS))
 def test_issue_table(size):
     w, h = size
-    llava, internvl, relaxed = ISSUE_TABLE[size]
+    llava, internvl, relaxed = EXPECTED_GRIDS[size]
     assert select_tile_grid(w, h, policy="llava_next") == llava
     assert select_tile_grid(w, h, policy="internvl", max_tiles=6) == internvl
     assert select_tile_grid(w, h, policy="internvl") == internvl  # 6 is InternVL's default here

@@ -1,4 +1,4 @@
-"""End to end for EfficientMod and FastViTHD (issue 4): export, parity in the edge runtime, and the
+"""End to end for EfficientMod and FastViTHD: export, parity in the edge runtime, and the
 share of the compute XNNPACK takes.
 
 efficientmod_xxs goes through all four artifacts; FastViTHD (123M parameters) through .pte fp32 at

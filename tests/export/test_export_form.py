@@ -1,4 +1,4 @@
-"""export/passes/export_form.py on MobileMamba: same function, fewer and delegable ops (issue 5)."""
+"""export/passes/export_form.py on MobileMamba: same function, fewer and delegable ops."""
 import collections
 
 import pytest

@@ -1,4 +1,4 @@
-"""The Haar DWT at odd sizes in a PT2E int8 .pte (issue 5): it must load and run in ExecuTorch.
+"""The Haar DWT at odd sizes in a PT2E int8 .pte: it must load and run in ExecuTorch.
 
 A zero pad before space-to-depth lowers to a quantized XNNPACK constant pad, which XNNPACK fails
 to initialize (``xnn_status_invalid_parameter``): the whole int8 MobileMamba program would not

@@ -1,4 +1,4 @@
-"""End to end for MobileMamba T2 (issue 5): BN folding, .pte fp32 / int8 and .onnx fp32, and int8
+"""End to end for MobileMamba T2: BN folding, .pte fp32 / int8 and .onnx fp32, and int8
 with the fp32 fallback that takes it past the verify threshold.
 
 The other five variants and the chunked-vs-loop comparison are in ``benchmarks/mobilemamba.py``

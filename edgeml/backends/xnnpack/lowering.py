@@ -52,9 +52,9 @@ def lower_to_pte(exported: torch.export.ExportedProgram) -> tuple[bytes, Delegat
     rewrites came from by deep-copying that node's whole provenance chain, and the chains grow
     by one level per pass: ExecuTorch's edge passes plus XNNPACK's 17 passes per partition make
     the copying quadratic in the number of passes. Dropping the chain that capture and PT2E
-    quantization built (MobileMamba T2 int8, CPU s of ``lower_to_pte``: 78.9 -> 63.9, session 4),
+    quantization built (MobileMamba T2 int8, CPU s of ``lower_to_pte``: 78.9 -> 63.9),
     then sharing instead of copying the rest (whole T2 int8 export 82.5 / 84.7 -> 75.9 / 75.5 s;
-    fp32 ``lower_to_pte`` 31.6 -> 26.0 CPU s; ``benchmarks/RESULTS.md``, session 5) leave the
+    fp32 ``lower_to_pte`` 31.6 -> 26.0 CPU s) leave the
     program byte-identical: the debug handles ExecuTorch derives from provenance read the same
     records."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner

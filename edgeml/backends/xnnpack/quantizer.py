@@ -172,7 +172,7 @@ class Pt2eSession(QuantSession):
     that XNNPACK runs them; XNNPACKQuantizer would then quantize them like any linear, which it
     never does to a LayerNorm (it does not annotate ``layer_norm``). The second of them is the
     variance, the dynamic range int8 handles worst: quantizing the two cost SigLIP-B/16 int8-dynamic
-    25.5 -> 32.1 dB and so400m 21.2 -> 30.0 dB (benchmarks/RESULTS.md, session 6), for nothing in
+    25.5 -> 32.1 dB and so400m 21.2 -> 30.0 dB, for nothing in
     size (C weights each). These groups are ``pinned_fp32``: not in ``groups``, never quantized,
     accepted (and dropped) by ``check_names``. ``norm_statistics="int8"`` quantizes them as before.
     """
