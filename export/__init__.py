@@ -20,6 +20,7 @@ the threshold is not written either, so a failed export never replaces a good ar
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -214,14 +215,33 @@ def fold_constants(exported: torch.export.ExportedProgram) -> torch.export.Expor
     A folded constant gets the standard strides of its shape: a folded transpose can keep a
     stride on a size-1 dim that no contiguous tensor has (a (2, 8, 1) tensor with strides (8, 1, 8)),
     which ExecuTorch reads as another dim order, and XNNPACK then fails to run the program
-    (``xnn_status_invalid_parameter`` when it propagates the input shapes)."""
-    from executorch.exir.operator.util import _QUANT_PRIMITIVES
-    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+    (``xnn_status_invalid_parameter`` when it propagates the input shapes).
 
-    folded = constant_prop_pass(exported, custom_skip_targets=set(_QUANT_PRIMITIVES))
+    ExecuTorch 1.5.1's pass counts an argument as constant only if it is a node or one of its
+    primitive types, which leave out ``torch.memory_format``: every ``clone(x,
+    memory_format=torch.contiguous_format)`` (what ``.contiguous()`` and ``reshape`` of a permuted
+    tensor capture as) stopped the fold, and the computation after it stayed in the graph. The
+    memory format is counted as the constant it is while the pass runs."""
+    from executorch.exir.operator.util import _QUANT_PRIMITIVES
+    from executorch.exir.passes import constant_prop_pass as prop
+
+    from edgeml.backends.xnnpack.lowering import _replaced
+
+    with _replaced(prop, "_PRIMITIVE_TYPES", (*prop._PRIMITIVE_TYPES, torch.memory_format)):
+        folded = prop.constant_prop_pass(exported, custom_skip_targets=set(_QUANT_PRIMITIVES))
     for name, value in folded.constants.items():
         if isinstance(value, torch.Tensor) and value.stride() != _standard_strides(value.shape):
             folded.constants[name] = value.clone(memory_format=torch.contiguous_format)
+    # The placeholders' fake values too: ExecuTorch serializes a constant's dim order from them, and
+    # a folded permute's strides there made XNNPACK read (1, 2, 16, 16) as another layout.
+    lifted = folded.graph_signature.inputs_to_lifted_tensor_constants
+    for node in folded.graph.find_nodes(op="placeholder"):
+        fake = node.meta.get("val")
+        if (node.name in lifted and isinstance(fake, torch.Tensor)
+                and fake.stride() != _standard_strides(fake.shape)):
+            mode = getattr(fake, "fake_mode", None)
+            with mode if mode is not None else contextlib.nullcontext():
+                node.meta["val"] = torch.empty(fake.shape, dtype=fake.dtype, device=fake.device)
     return folded
 
 

@@ -10,12 +10,16 @@ and splits the XNNPACK partition around them (Segformer: 8 attentions, 56 portab
 A score row can only be all ``-inf`` through a mask. When the scores are the product of the
 attention matmul, only scaled, reshaped or copied on their way to the softmax (no mask added,
 no ``masked_fill`` or ``where``), the guard selects the softmax everywhere, and this pass lets
-the softmax's users read it directly; the dead guard nodes go. A masked attention keeps its guard.
+the softmax's users read it directly; the dead guard nodes go. So does an additive mask that is a
+constant of the program with finite values only (Swin's shifted-window mask, -100 where a key
+is masked out, once ``passes.constants`` has folded it): finite scores plus finite values are
+never ``-inf``. Any other masked attention keeps its guard.
 The function is unchanged (``tests/export/test_softmax_guard.py``).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import fx
@@ -31,16 +35,40 @@ _PASSTHROUGH = {
 }
 
 
-def _unmasked(scores: fx.Node) -> bool:
-    """``scores`` come from a matmul through pass-through ops only (no mask on the way)."""
+def _unmasked(scores: fx.Node, constants: Mapping[str, torch.Tensor]) -> bool:
+    """``scores`` come from a matmul through pass-through ops and constant finite additive masks
+    only (no mask on the way that could make a score -inf)."""
     node = scores
     while isinstance(node, fx.Node) and node.op == "call_function":
         if node.target in _MATMUL:
             return True
+        if node.target is aten.add.Tensor and len(node.args) == 2:
+            finite = [i for i, a in enumerate(node.args) if _finite_constant(a, constants)]
+            if not finite:
+                return False
+            node = node.args[1 - finite[0]]
+            continue
         if node.target not in _PASSTHROUGH:
             return False
         node = node.args[0]
     return False
+
+
+def _finite_constant(node: object, constants: Mapping[str, torch.Tensor]) -> bool:
+    value = constants.get(node.name) if isinstance(node, fx.Node) and node.op == "placeholder" else None
+    return isinstance(value, torch.Tensor) and value.is_floating_point() and bool(torch.isfinite(value).all())
+
+
+def constant_values(exported: torch.export.ExportedProgram) -> dict[str, torch.Tensor]:
+    """The value of each placeholder of ``exported`` that is a parameter, buffer or constant."""
+    sig = exported.graph_signature
+    state = {**exported.state_dict, **exported.constants}
+    found = {}
+    for names in (sig.inputs_to_parameters, sig.inputs_to_buffers, sig.inputs_to_lifted_tensor_constants):
+        for placeholder, target in names.items():
+            if target in state:
+                found[placeholder] = state[target]
+    return found
 
 
 def _guard_of(where: fx.Node) -> fx.Node | None:
@@ -63,12 +91,14 @@ def _guard_of(where: fx.Node) -> fx.Node | None:
     return None
 
 
-def drop_unmasked_softmax_guards(graph_module: fx.GraphModule) -> int:
-    """Remove the guards of softmaxes whose scores carry no mask, in place; returns how many."""
+def drop_unmasked_softmax_guards(graph_module: fx.GraphModule,
+                                 constants: Mapping[str, torch.Tensor] | None = None) -> int:
+    """Remove the guards of softmaxes whose scores carry no mask, in place; returns how many.
+    ``constants`` (``constant_values`` of the program) lets constant finite masks count as none."""
     dropped = 0
     for node in list(graph_module.graph.nodes):
         softmax = _guard_of(node)
-        if softmax is not None and _unmasked(softmax.args[0]):
+        if softmax is not None and _unmasked(softmax.args[0], constants or {}):
             node.replace_all_uses_with(softmax)
             dropped += 1
     if dropped:

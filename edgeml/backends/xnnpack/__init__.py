@@ -38,9 +38,9 @@ class XnnpackProgram:
         from edgeml.backends.xnnpack.passes.scalars import scalar_ops_as_tensor_ops
         from edgeml.backends.xnnpack.passes.softmax import isolate_channels_last_softmax
         from edgeml.export import capture, decompose_custom_ops, fold_constants
-        from edgeml.export.passes.computed_weights import fold_computed_weights
+        from edgeml.export.passes.constants import fold_constant_computations
         from edgeml.export.passes.reshapes import simplify_reshapes
-        from edgeml.export.passes.softmax_guard import drop_unmasked_softmax_guards
+        from edgeml.export.passes.softmax_guard import constant_values, drop_unmasked_softmax_guards
 
         extra = None
         if self.fp16:
@@ -59,11 +59,12 @@ class XnnpackProgram:
             # A reshape with one symbolic size becomes one with an inferred size, which XNNPACK
             # takes (decompose_custom_ops has done this already where it decomposed something).
             simplify_reshapes(exported.graph_module)
-        # XNNPACK's convolutions and linears take static weights only: weights computed from
-        # parameters (weight standardization, weight normalization) become constants.
-        exported = fold_computed_weights(exported)
-        # An attention without a mask needs no fully-masked-row guard (boolean ops XNNPACK lacks).
-        drop_unmasked_softmax_guards(exported.graph_module)
+        # What depends on no input becomes a constant: weights computed from parameters (XNNPACK's
+        # convolutions and linears take static weights only), attention masks, gather indices.
+        exported = fold_constant_computations(exported)
+        # An attention without a mask (or with a constant finite one) needs no fully-masked-row
+        # guard: boolean ops XNNPACK lacks.
+        drop_unmasked_softmax_guards(exported.graph_module, constant_values(exported))
         # A softmax over a conv's 4-D output: XNNPACK 1.5.1 normalizes the wrong axis of it.
         isolate_channels_last_softmax(exported.graph_module)
         if not self.fp16:
