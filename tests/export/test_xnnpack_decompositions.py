@@ -325,3 +325,112 @@ def test_powers_and_integer_operands_lower_to_xnnpack():
     y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
     with torch.no_grad():
         torch.testing.assert_close(y, model(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,dim,keepdim", [((2, 3, 4, 5, 6), 1, False), ((1, 4, 5, 6), 1, True),
+                                               ((3, 7), -1, False), ((2, 5, 6), 0, True)])
+def test_max_dim_as_inner_max_is_max(shape, dim, keepdim):
+    from edgeml.backends.xnnpack.passes.maxima import amax_as_inner_max, max_dim_as_inner_max
+
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    values, indices = max_dim_as_inner_max(x, dim, keepdim)
+    ref = torch.max(x, dim, keepdim)
+    torch.testing.assert_close(values, ref.values, rtol=0, atol=0)
+    assert torch.equal(indices, ref.indices)
+    torch.testing.assert_close(amax_as_inner_max(x, [dim, 0] if dim % x.dim() else [dim], keepdim),
+                               x.amax([dim, 0] if dim % x.dim() else [dim], keepdim), rtol=0, atol=0)
+    assert max_dim_as_inner_max(torch.randn(1, 4, 5, 6), 3, True) is NotImplemented  # XNNPACK's own form
+
+
+@pytest.mark.parametrize("shape,shifts,dims", [((1, 8, 8, 4), (-3, -3), (1, 2)), ((2, 5, 6), (2,), (-1,)),
+                                               ((3, 4), (5,), ()), ((1, 6, 6, 2), (0, 6), (1, 2))])
+def test_roll_as_slices_is_roll(shape, shifts, dims):
+    from edgeml.backends.xnnpack.passes.slices import roll_as_slices
+
+    x = torch.randn(shape)
+    assert torch.equal(roll_as_slices(x, shifts, dims), torch.roll(x, shifts, dims))
+
+
+def test_select_as_slice_is_select():
+    from edgeml.backends.xnnpack.passes.slices import select_as_slice
+
+    x = torch.randn(2, 5, 3)
+    for dim, index in ((1, 0), (1, -1), (2, 1), (0, 1)):
+        assert torch.equal(select_as_slice(x, dim, index), x.select(dim, index))
+    assert select_as_slice(torch.arange(5), 0, 1) is NotImplemented  # index arithmetic is left alone
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding", [(19, 2560, None, 0), (8, 2, 2, 0), (9, 3, 2, 1),
+                                                        (7, 7, 1, 0), (5, 3, 3, 0), (10, 3, 2, 0)])
+def test_avg_pool_without_ceil_is_the_ceil_mode_pooling(size, kernel, stride, padding):
+    from edgeml.backends.xnnpack.passes.means import avg_pool_without_ceil
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, size, size)
+    ref = torch.nn.functional.avg_pool2d(x, kernel, stride, padding, ceil_mode=True)
+    y = avg_pool_without_ceil(x, [kernel] * 2, [stride] * 2 if stride else [], [padding] * 2, True)
+    if y is NotImplemented:  # only where a window really reaches past the input
+        floor = torch.nn.functional.avg_pool2d(x, kernel, stride, padding, ceil_mode=False)
+        assert floor.shape != ref.shape and ref.shape[-1] > 1
+    else:
+        torch.testing.assert_close(y, ref, rtol=1e-6, atol=1e-6)
+
+
+class _ShiftedWindows(nn.Module):
+    """Swin's shifted-window attention as transformers writes it (the mask and the bias indices
+    computed in ``forward`` from ``arange`` / comparisons / ``masked_fill``, ``torch.roll``, SDPA with
+    a float mask), Hiera's max over a 5-D view, PVT's class token ``x[:, 0]`` and EfficientNet's
+    ceil-mode average pooling with a kernel larger than the map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 2, 2)  # (1, 8, 8, 8)
+        self.qkv = nn.Linear(8, 24)
+        self.table = nn.Parameter(torch.randn(49, 2))
+        self.head = nn.Linear(8, 5)
+
+    def _mask(self) -> torch.Tensor:
+        rows = torch.arange(8)
+        region = (rows >= 4).long() + (rows >= 6).long()  # three bands of a shifted 8 x 8 map
+        ids = (region[:, None] * 3 + region[None, :]).reshape(2, 4, 2, 4).permute(0, 2, 1, 3).reshape(4, 16)
+        diff = ids[:, None, :] - ids[:, :, None]
+        return diff.float().masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)  # (4 windows, 16, 16)
+
+    def _bias(self) -> torch.Tensor:
+        c = torch.stack(torch.meshgrid(torch.arange(4), torch.arange(4), indexing="ij")).flatten(1)
+        rel = (c[:, :, None] - c[:, None, :]).permute(1, 2, 0) + 3
+        return self.table[rel[..., 0] * 7 + rel[..., 1]].permute(2, 0, 1)  # (2 heads, 16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).permute(0, 2, 3, 1)  # (1, 8, 8, 8) channels last
+        t = torch.roll(t, (-2, -2), (1, 2))
+        w = t.reshape(1, 2, 4, 2, 4, 8).permute(0, 1, 3, 2, 4, 5).reshape(4, 16, 8)  # 4 windows of 16
+        q, k, v = self.qkv(w).reshape(4, 16, 3, 2, 4).permute(2, 0, 3, 1, 4)
+        mask = self._bias()[None] + self._mask()[:, None]  # (4, 2, 16, 16)
+        a = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (4, 2, 16, 4)
+        a = a.reshape(4, 2, 4, 4, 4).max(dim=1).values  # (4, 4, 4, 4): a 5-D max, no keepdim
+        tokens = a.reshape(1, 16, 16).transpose(1, 2)
+        pooled = nn.functional.avg_pool2d(tokens.reshape(1, 16, 4, 4), 9, ceil_mode=True)  # window > map
+        return self.head(pooled.reshape(1, 2, 8)[:, 0])
+
+
+def test_shifted_window_attention_lowers_to_xnnpack_with_the_same_function():
+    from executorch.runtime import Runtime
+
+    from edgeml.backends import CompileSpec
+    from edgeml.backends.xnnpack import XnnpackBackend
+    from edgeml.backends.xnnpack.lowering import lower_to_pte
+    from edgeml.quantize.schemes import get_scheme
+
+    torch.manual_seed(0)
+    model = _ShiftedWindows().eval()
+    x = torch.randn(1, 3, 16, 16)
+    _, before = lower_to_pte(torch.export.export(model, (x,)))
+    assert {"aten_index_select_default", "aten_index_tensor", "aten_logical_not_default", "aten_where_self",
+            "aten_max_dim", "aten_select_copy_int", "aten_avg_pool2d_default"} <= set(before.portable_ops)
+    data, delegation = XnnpackBackend().compile(model, (x,), CompileSpec(scheme=get_scheme("none"))).build()
+    assert delegation["portable_ops"] == {}
+    y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
+    with torch.no_grad():
+        torch.testing.assert_close(y, model(x), rtol=1e-5, atol=1e-5)

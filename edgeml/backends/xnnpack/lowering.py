@@ -179,10 +179,13 @@ def xnnpack_decomposition_table(exported: torch.export.ExportedProgram) -> dict:
     over other axes than a 4-D map's two innermost: ``passes/means.py``; non-overlapping unfold and
     fold as permutes: ``passes/unfold.py``; splits and strided slices as step-1 slices:
     ``passes/slices.py``; a softmax over another axis than the last: ``passes/softmax.py``;
-    squares and square roots written as ``pow``: ``passes/powers.py``). Only those when this
+    squares and square roots written as ``pow``: ``passes/powers.py``; maxima over any axes:
+    ``passes/maxima.py``; selects and rolls as slices: ``passes/slices.py``; ceil-mode average
+    pooling: ``passes/means.py``). Only those when this
     ExecuTorch does not have the functions this was written against: lowering then decomposes
     as usual."""
     from edgeml.backends.xnnpack.passes.groupnorm import group_norm_decompositions
+    from edgeml.backends.xnnpack.passes.maxima import max_decompositions
     from edgeml.backends.xnnpack.passes.means import mean_decompositions
     from edgeml.backends.xnnpack.passes.powers import power_decompositions
     from edgeml.backends.xnnpack.passes.slices import slice_decompositions
@@ -190,7 +193,8 @@ def xnnpack_decomposition_table(exported: torch.export.ExportedProgram) -> dict:
     from edgeml.backends.xnnpack.passes.unfold import unfold_decompositions
 
     ours = {**group_norm_decompositions(), **mean_decompositions(), **unfold_decompositions(),
-            **slice_decompositions(), **softmax_decompositions(), **power_decompositions()}
+            **slice_decompositions(), **softmax_decompositions(), **power_decompositions(),
+            **max_decompositions()}
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir.program._program import (

@@ -1,11 +1,17 @@
-"""Splits and strided slices in the slices XNNPACK takes: static, contiguous, step 1.
+"""Splits, strided slices, selects and rolls in the slices XNNPACK takes: static, contiguous, step 1.
 
 ExecuTorch 1.5's XNNPACK partitioner delegates ``slice_copy`` with step 1 only, and no
-``split_with_sizes_copy``: LeViT's ``q, k, v = qkv.split(...)`` and its subsampling
-``x[:, ::2, ::2]`` ran on the portable kernels. A split is its slices, one per piece. A slice
-with step ``s`` over ``m`` elements is a step-1 slice, zero-padded to a multiple of ``s`` when
-``m`` is not one, viewed as ``(ceil(m / s), s)`` along that axis, of which the first column is
-the result (another step-1 slice, and a view to drop the axis). Static shapes only.
+``split_with_sizes_copy``, ``select_copy`` or ``roll``: LeViT's ``q, k, v = qkv.split(...)`` and
+its subsampling ``x[:, ::2, ::2]``, PVT's class token ``x[:, 0]`` and Swin's cyclic shift
+``torch.roll`` (which core ATen turns into an ``index_select`` with computed indices) ran on the
+portable kernels. A split is its slices, one per piece. A slice with step ``s`` over ``m``
+elements is a step-1 slice, zero-padded to a multiple of ``s`` when ``m`` is not one, viewed as
+``(ceil(m / s), s)`` along that axis, of which the first column is the result (another step-1
+slice, and a view to drop the axis). A select is a one-element slice viewed without the axis. A
+roll by ``s`` along an axis of size ``n`` is the concatenation of its last ``s`` and first
+``n - s`` elements (one slice pair and a ``cat`` per rolled axis; a roll with no axis rolls the
+flattened tensor). Static shapes and floating-point tensors only (an integer select or roll
+is index arithmetic, folded or left to the portable kernels).
 """
 from __future__ import annotations
 
@@ -54,7 +60,37 @@ def strided_slice_as_view(x: torch.Tensor, dim: int = 0, start=None, end=None, s
     return y.reshape(shape[:dim] + [count] + shape[dim + 1:])
 
 
+def select_as_slice(x: torch.Tensor, dim: int, index: int):
+    if not static(*x.shape) or not isinstance(index, int) or x.dim() == 0 or not x.dtype.is_floating_point:
+        return NotImplemented
+    dim %= x.dim()
+    index %= x.shape[dim]
+    y = torch.ops.aten.slice.Tensor(x, dim, index, index + 1, 1)
+    return y.reshape([s for d, s in enumerate(x.shape) if d != dim])
+
+
+def roll_as_slices(x: torch.Tensor, shifts, dims=()):
+    shifts, dims = list(shifts), list(dims)
+    if (not static(*x.shape, *shifts) or x.dim() == 0 or (dims and len(dims) != len(shifts))
+            or not x.dtype.is_floating_point):
+        return NotImplemented
+    if not dims:
+        if len(shifts) != 1:
+            return NotImplemented
+        return roll_as_slices(x.reshape(-1), shifts, [0]).reshape(x.shape)
+    y = x
+    for shift, dim in zip(shifts, dims):
+        dim %= x.dim()
+        n = x.shape[dim]
+        s = shift % n if n else 0
+        if s:
+            y = torch.cat([torch.ops.aten.slice.Tensor(y, dim, n - s, n, 1),
+                           torch.ops.aten.slice.Tensor(y, dim, 0, n - s, 1)], dim)
+    return y
+
+
 def slice_decompositions() -> dict:
     aten = torch.ops.aten
     return {aten.split_with_sizes.default: split_as_slices, aten.split.Tensor: split_tensor_as_slices,
-            aten.slice.Tensor: strided_slice_as_view}
+            aten.slice.Tensor: strided_slice_as_view, aten.select.int: select_as_slice,
+            aten.roll.default: roll_as_slices}
