@@ -434,3 +434,48 @@ def test_shifted_window_attention_lowers_to_xnnpack_with_the_same_function():
     y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
     with torch.no_grad():
         torch.testing.assert_close(y, model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_layer_norm_as_linears_is_layer_norm():
+    from edgeml.backends.xnnpack.passes.layernorm import layer_norm_as_linears
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 12) * 3 + 1
+    w, b = torch.randn(12), torch.randn(12)
+    for weight, bias in ((w, b), (None, None)):
+        got = layer_norm_as_linears(x, [12], weight, bias, 1e-6)
+        ref = torch.ops.aten.native_layer_norm(x, [12], weight, bias, 1e-6)
+        for g, r in zip(got, ref):
+            torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-5)
+    assert layer_norm_as_linears(x, [5, 12], None, None, 1e-6) is NotImplemented
+
+
+class _ChannelsFirstLayerNorm(nn.LayerNorm):
+    """A LayerNorm subclass with a forward of its own, as transformers' ConvNeXt writes it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def test_a_layer_norm_subclass_lowers_to_xnnpack_with_the_same_function():
+    from executorch.runtime import Runtime
+
+    from edgeml.backends import CompileSpec
+    from edgeml.backends.xnnpack import XnnpackBackend
+    from edgeml.backends.xnnpack.lowering import lower_to_pte
+    from edgeml.quantize.schemes import get_scheme
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), _ChannelsFirstLayerNorm(16, eps=1e-6),
+                          nn.Conv2d(16, 8, 1)).eval()
+    with torch.no_grad():
+        model[1].weight.normal_()
+        model[1].bias.normal_()
+    x = torch.randn(1, 3, 8, 8)
+    _, before = lower_to_pte(torch.export.export(model, (x,)))
+    assert "aten_native_layer_norm_default" in before.portable_ops
+    data, delegation = XnnpackBackend().compile(model, (x,), CompileSpec(scheme=get_scheme("none"))).build()
+    assert delegation["portable_ops"] == {}
+    y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
+    with torch.no_grad():
+        torch.testing.assert_close(y, model(x), rtol=1e-4, atol=1e-5)

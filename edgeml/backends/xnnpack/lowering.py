@@ -181,10 +181,12 @@ def xnnpack_decomposition_table(exported: torch.export.ExportedProgram) -> dict:
     ``passes/slices.py``; a softmax over another axis than the last: ``passes/softmax.py``;
     squares and square roots written as ``pow``: ``passes/powers.py``; maxima over any axes:
     ``passes/maxima.py``; selects and rolls as slices: ``passes/slices.py``; ceil-mode average
-    pooling: ``passes/means.py``). Only those when this
+    pooling: ``passes/means.py``; the LayerNorms the module pass does not see, with their means as
+    linears: ``passes/layernorm.py``). Only those when this
     ExecuTorch does not have the functions this was written against: lowering then decomposes
     as usual."""
     from edgeml.backends.xnnpack.passes.groupnorm import group_norm_decompositions
+    from edgeml.backends.xnnpack.passes.layernorm import layer_norm_decompositions
     from edgeml.backends.xnnpack.passes.maxima import max_decompositions
     from edgeml.backends.xnnpack.passes.means import mean_decompositions
     from edgeml.backends.xnnpack.passes.powers import power_decompositions
@@ -194,7 +196,7 @@ def xnnpack_decomposition_table(exported: torch.export.ExportedProgram) -> dict:
 
     ours = {**group_norm_decompositions(), **mean_decompositions(), **unfold_decompositions(),
             **slice_decompositions(), **softmax_decompositions(), **power_decompositions(),
-            **max_decompositions()}
+            **max_decompositions(), **layer_norm_decompositions()}
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir.program._program import (

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from edgeml.backends.xnnpack.passes import static
 from edgeml.models.layers.norm import LayerNorm2d
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
@@ -134,3 +135,34 @@ def _replace_in_place(module: nn.Module) -> None:
 def count_lowerable_layernorms(module: nn.Module) -> int:
     """How many norms ``lower_layernorms`` would rewrite."""
     return sum(_lowerable(m) for m in module.modules())
+
+
+def layer_norm_as_linears(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None,
+                          bias: torch.Tensor | None, eps: float):
+    """``aten.native_layer_norm`` over one trailing axis in the averaged-by-matmul form above.
+
+    The decomposition for the LayerNorms the module pass does not see: subclasses of
+    ``nn.LayerNorm`` with a ``forward`` of their own (transformers' ConvNeXt / ConvNeXtV2 norm,
+    which permutes a channels-first map around ``super().forward``) and ``F.layer_norm`` called
+    directly. The averaging weight is a ``full`` of ``1/C``, a constant once the captured graph is
+    folded (``edgeml.export.passes.constants``). Returns what the op returns, ``(y, mean, rstd)``;
+    static shapes, floating point and one normalized axis only."""
+    shape = list(normalized_shape)
+    if len(shape) != 1 or not x.dtype.is_floating_point or not static(*x.shape):
+        return NotImplemented
+    c = shape[0]
+    averaging = torch.full((1, c), 1.0 / c, dtype=x.dtype, device=x.device)
+    mean = F.linear(x, averaging)
+    centered = x - mean
+    var = F.linear(centered * centered, averaging)
+    rstd = torch.rsqrt(var + eps)
+    y = centered * rstd
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y, mean, rstd
+
+
+def layer_norm_decompositions() -> dict:
+    return {torch.ops.aten.native_layer_norm.default: layer_norm_as_linears}
