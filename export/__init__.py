@@ -228,7 +228,10 @@ def fold_constants(exported: torch.export.ExportedProgram) -> torch.export.Expor
     from edgeml.backends.xnnpack.lowering import _replaced
 
     with _replaced(prop, "_PRIMITIVE_TYPES", (*prop._PRIMITIVE_TYPES, torch.memory_format)):
-        folded = prop.constant_prop_pass(exported, custom_skip_targets=set(_QUANT_PRIMITIVES))
+        # A tensor's ``.item()`` (``_local_scalar_dense``) gives a Python number, which the pass
+        # cannot hold as a constant tensor (SigLIP2's patch-count checks): it stays.
+        skip = {*_QUANT_PRIMITIVES, torch.ops.aten._local_scalar_dense.default}
+        folded = prop.constant_prop_pass(exported, custom_skip_targets=skip)
     for name, value in folded.constants.items():
         if isinstance(value, torch.Tensor) and value.stride() != _standard_strides(value.shape):
             folded.constants[name] = value.clone(memory_format=torch.contiguous_format)

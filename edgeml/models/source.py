@@ -299,20 +299,74 @@ def state_dict_sha256(module: nn.Module) -> str:
 
 class HuggingFaceVision(nn.Module):
     """A transformers vision model as edgeml runs it: ``pixel_values`` in, the model output's
-    tensors out as a tuple, in the order (and under the names) its ``ModelOutput`` gives them."""
+    tensors out as a tuple, in the order (and under the names) its ``ModelOutput`` gives them.
+
+    Models that take their image as a sequence of patches (SigLIP2's NaFlex convention: a
+    ``forward`` with ``spatial_shapes`` and ``pixel_attention_mask``) still take an image here: it
+    is cut into the model's ``patch_size`` patches, each flattened channels-last as transformers'
+    image processor does, with the patch grid as ``spatial_shapes`` and every patch valid. The
+    program takes an image whose sides are multiples of the patch size."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.patch_size = _naflex_patch_size(model)
+
+    def _inputs(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.patch_size is None:
+            return {"pixel_values": pixel_values}
+        p = self.patch_size
+        b, c, h, w = pixel_values.shape
+        if h % p or w % p:
+            raise ValueError(f"this model takes {p}x{p} patches: the input's height and width must be "
+                             f"multiples of {p}, not {h}x{w}")
+        nh, nw = h // p, w // p
+        patches = pixel_values.reshape(b, c, nh, p, nw, p).permute(0, 2, 4, 3, 5, 1).reshape(b, nh * nw, p * p * c)
+        return {"pixel_values": patches, "spatial_shapes": torch.tensor([[nh, nw]] * b),
+                "pixel_attention_mask": torch.ones(b, nh * nw, dtype=torch.int64)}
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(pixel_values=pixel_values, return_dict=True)
+        with _constant_grid(pixel_values.shape[0] if self.patch_size else 0):
+            out = self.model(**self._inputs(pixel_values), return_dict=True)
         return tuple(v for v in out.values() if isinstance(v, torch.Tensor))
 
     def output_names(self, pixel_values: torch.Tensor) -> list[str]:
         with torch.no_grad():
-            out = self.model(pixel_values=pixel_values, return_dict=True)
+            out = self.model(**self._inputs(pixel_values), return_dict=True)
         return [k for k, v in out.items() if isinstance(v, torch.Tensor)]
+
+
+@contextlib.contextmanager
+def _constant_grid(batch: int) -> Iterator[None]:
+    """While capturing, let the fake tensors carry the patch grid's values (``2 * batch`` ints).
+
+    The model reads its grid back with ``.item()`` to resize its position embeddings. Under
+    ``torch.export`` a tensor made in ``forward`` keeps its values only up to
+    ``CONSTANT_NUMEL_LIMIT`` elements (one); past that each ``.item()`` is an unbacked symbol, the
+    resize gets symbolic sizes and data-dependent checks that ExecuTorch cannot lower. Raised to the
+    grid's size, the grid stays the constant it is; eager runs are unaffected."""
+    from torch._subclasses import fake_tensor
+
+    limit = fake_tensor.CONSTANT_NUMEL_LIMIT
+    fake_tensor.CONSTANT_NUMEL_LIMIT = max(limit, 2 * batch)
+    try:
+        yield
+    finally:
+        fake_tensor.CONSTANT_NUMEL_LIMIT = limit
+
+
+def _naflex_patch_size(model: nn.Module) -> int | None:
+    """The patch size of a model that takes patches with ``spatial_shapes`` (None for the rest)."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return None
+    if not {"spatial_shapes", "pixel_attention_mask"} <= set(params):
+        return None
+    config = getattr(model, "config", None)
+    vision = getattr(config, "vision_config", None) or config
+    size = getattr(vision, "patch_size", None)
+    return int(size) if isinstance(size, int) else None
 
 
 def _load_huggingface(folder: Path, options: ModelOptions) -> LoadedModel:
@@ -371,6 +425,9 @@ def _hf_hints(folder: Path, hf_config: Any) -> dict[str, Any]:
     size = getattr(vision, "image_size", None)
     if isinstance(size, (list, tuple)):
         size = size[0] if len(set(size)) == 1 else None
+    patches, patch = getattr(vision, "num_patches", None), getattr(vision, "patch_size", None)
+    if size is None and isinstance(patches, int) and isinstance(patch, int) and round(patches ** 0.5) ** 2 == patches:
+        size = round(patches ** 0.5) * patch  # a patch-sequence model: the square grid of its patch budget
     channels = int(getattr(vision, "num_channels", 3) or 3)
     pre_path = folder / "preprocessor_config.json"
     pre = json.loads(pre_path.read_text()) if pre_path.is_file() else {}

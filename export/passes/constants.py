@@ -21,6 +21,8 @@ the graph. A graph with nothing to fold is returned as it is, without the fold's
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import fx
 
@@ -47,9 +49,7 @@ def _quant_primitives() -> set:
     return set(_QUANT_PRIMITIVES)
 
 
-def constant_computations(exported: torch.export.ExportedProgram) -> list[fx.Node]:
-    """The ``call_function`` nodes whose every input is a parameter, buffer, constant or another
-    such node (or that take no input at all, like ``arange``), quantize / dequantize excepted."""
+def _constant_nodes(exported: torch.export.ExportedProgram) -> tuple[list[fx.Node], set[fx.Node]]:
     static = _static_inputs(exported)
     skip = _quant_primitives()
     constant: set[fx.Node] = set()
@@ -62,13 +62,52 @@ def constant_computations(exported: torch.export.ExportedProgram) -> list[fx.Nod
               and all(a in constant for a in n.all_input_nodes)):
             constant.add(n)
             found.append(n)
-    return found
+    return found, constant
+
+
+def constant_computations(exported: torch.export.ExportedProgram) -> list[fx.Node]:
+    """The ``call_function`` nodes whose every input is a parameter, buffer, constant or another
+    such node (or that take no input at all, like ``arange``), quantize / dequantize excepted."""
+    return _constant_nodes(exported)[0]
+
+
+_ARITHMETIC = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor}
+
+
+def _float_integer_operands(exported: torch.export.ExportedProgram, constant: set[fx.Node]) -> int:
+    """Give each integer (or boolean) constant operand of float arithmetic a cast to the result's
+    dtype, for the fold to make a float constant of: an int64 mask times float activations (SigLIP2's
+    pooling ``x * mask``) is promoted by a ``_to_copy`` ExecuTorch inserts after the fold, which runs
+    on the portable kernels at every call. Returns how many."""
+    graph, added = exported.graph, 0
+    for node in list(graph.nodes):
+        out = node.meta.get("val")
+        if node.op != "call_function" or node.target not in _ARITHMETIC or not isinstance(out, torch.Tensor) \
+                or not out.dtype.is_floating_point:
+            continue
+        for i, a in enumerate(node.args[:2]):
+            val = a.meta.get("val") if isinstance(a, fx.Node) else None
+            if a not in constant or not isinstance(val, torch.Tensor) or val.dtype.is_floating_point:
+                continue
+            with graph.inserting_before(node):
+                cast = graph.call_function(aten._to_copy.default, (a,), {"dtype": out.dtype})
+            mode = getattr(val, "fake_mode", None)
+            with mode if mode is not None else contextlib.nullcontext():
+                cast.meta["val"] = val.to(out.dtype)
+            node.update_arg(i, cast)
+            added += 1
+    if added:
+        exported.graph_module.recompile()
+    return added
 
 
 def fold_constant_computations(exported: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """``exported`` with everything computed from constants only folded to constants; returned as
-    it is when nothing but views of constants would fold."""
-    if all(n.target in _LAYOUT_ONLY for n in constant_computations(exported)):
+    """``exported`` with everything computed from constants only folded to constants, and integer
+    constant operands of float arithmetic made float constants; returned as it is when nothing
+    but views of constants would fold."""
+    found, constant = _constant_nodes(exported)
+    cast = _float_integer_operands(exported, constant)
+    if not cast and all(n.target in _LAYOUT_ONLY for n in found):
         return exported
     from edgeml.export import fold_constants
 

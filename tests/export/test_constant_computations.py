@@ -105,3 +105,29 @@ def test_xnnpack_takes_every_convolution_once_the_weight_is_folded():
     ep = fold_constant_computations(torch.export.export(_Net().eval(), (x,)))
     _, delegation = lower_to_pte(ep)
     assert delegation.compute_delegated == delegation.compute_total == 2
+
+
+def test_an_integer_constant_operand_of_float_arithmetic_becomes_a_float_constant():
+    """SigLIP2's pooling: activations times an int64 mask made in ``forward``. Without the cast the
+    promotion is a ``_to_copy`` ExecuTorch adds after the fold, on the portable kernels."""
+    from executorch.runtime import Runtime
+
+    from edgeml.backends.xnnpack.lowering import lower_to_pte
+
+    class MaskedMean(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            m = (torch.arange(6) < 4).long()[None, :, None]  # (1, 6, 1): four valid tokens
+            return (x * m).sum(1) / m.sum(1)
+
+    from edgeml.export import fold_constants
+
+    model, x = MaskedMean().eval(), torch.randn(1, 6, 8)
+    _, before = lower_to_pte(fold_constants(torch.export.export(model, (x,))))  # the fold alone
+    assert "dim_order_ops__to_dim_order_copy_default" in before.portable_ops
+    ep = torch.export.export(model, (x,))
+    ep = fold_constant_computations(ep)
+    assert not [n for n in ep.graph.nodes if n.target is torch.ops.aten._to_copy.default]
+    data, after = lower_to_pte(ep)
+    assert "dim_order_ops__to_dim_order_copy_default" not in after.portable_ops
+    y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
+    torch.testing.assert_close(y, model(x), rtol=1e-5, atol=1e-6)

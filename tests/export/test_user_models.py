@@ -278,6 +278,35 @@ def test_huggingface_directory(tmp_path, capsys):
     assert verify_artifact(path).passed
 
 
+def test_huggingface_patch_sequence_model_takes_an_image(tmp_path, capsys):
+    """SigLIP2's NaFlex convention (patches, ``spatial_shapes``, ``pixel_attention_mask``): the
+    program takes an image, cut into the transformers processor's channels-last patches."""
+    transformers = pytest.importorskip("transformers", reason="the hf extra (transformers) is not installed")
+    from edgeml.models.source import HuggingFaceVision
+
+    torch.manual_seed(0)
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "patch_size": 8, "num_patches": 16}
+    config = transformers.Siglip2Config(vision_config=vision, num_labels=3)
+    model = transformers.Siglip2ForImageClassification(config).eval()
+    x = torch.randn(1, 3, 32, 32)
+    patches = torch.stack([x[0, :, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8].permute(1, 2, 0).reshape(-1)
+                           for r in range(4) for c in range(4)])[None]
+    with torch.no_grad():
+        ref = model(pixel_values=patches, spatial_shapes=torch.tensor([[4, 4]]),
+                    pixel_attention_mask=torch.ones(1, 16, dtype=torch.int64)).logits
+        torch.testing.assert_close(HuggingFaceVision(model)(x)[0], ref)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        HuggingFaceVision(model)(torch.randn(1, 3, 30, 32))
+    folder = tmp_path / "hf_siglip2"
+    model.save_pretrained(folder)
+    code = main(["export", str(folder), "--output-dir", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    m = read_manifest(tmp_path / "out" / "hf_siglip2_xnnpack_fp32.pte")
+    assert m.inputs[0].shape == [1, 3, 32, 32]  # the square grid of its 16-patch budget
+    assert m.delegation["portable_ops"] == {} and m.parity["worst_sqnr_db"] >= 60
+
+
 def test_huggingface_without_transformers(tmp_path, capsys, monkeypatch):
     folder = tmp_path / "hf"
     folder.mkdir()
