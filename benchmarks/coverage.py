@@ -576,7 +576,8 @@ def report(cache: Path, models: list[dict], skipped: list[dict]) -> None:
         for tool in TOOLS:
             r = R[tool]
             if r is not None and not r.get("ok"):
-                failures.append(f"{key} / {tool}: {r.get('stage')}: {r.get('error')}")
+                error, stage = str(r.get("error")), str(r.get("stage"))
+                failures.append(f"{key} / {tool}: {error if error.startswith(stage + ':') else stage + ': ' + error}")
     from _common import print_table
 
     print()
