@@ -14,7 +14,8 @@ passes per partition) and, on the device, a reshape or copy node in the delegate
   keeps them as ``expand_copy``, which XNNPACK does not take: four portable copies per attention);
 * removes an ``expand`` whose every user is a broadcasting elementwise op that gives the same
   shape without it (``context.expand_as(value) * value``: the multiply broadcasts by itself, and
-  XNNPACK takes no ``expand_copy``);
+  XNNPACK takes no ``expand_copy``); likewise a ``repeat`` along size-1 axes only, which is such
+  an expand (SwiftFormer's ``q.unsqueeze(1).repeat(1, n, 1) * k``: XNNPACK takes no ``repeat``);
 * writes a ``squeeze`` / ``unsqueeze`` of a static shape as the ``view`` it is (adding or removing
   size-1 axes never moves data; XNNPACK delegates a static view and not ``squeeze_copy``, which
   ``unbind``-ing a fused qkv projection leaves on the portable kernels);
@@ -34,6 +35,7 @@ from torch import fx
 _VIEW = torch.ops.aten.view.default
 _PAD = torch.ops.aten.constant_pad_nd.default
 _EXPAND = torch.ops.aten.expand.default
+_REPEAT = torch.ops.aten.repeat.default
 _BROADCASTING = (torch.ops.aten.add.Tensor, torch.ops.aten.sub.Tensor, torch.ops.aten.mul.Tensor,
                  torch.ops.aten.div.Tensor, torch.ops.aten.maximum.default, torch.ops.aten.minimum.default)
 _SQUEEZES = (torch.ops.aten.squeeze.default, torch.ops.aten.squeeze.dim, torch.ops.aten.squeeze.dims,
@@ -53,7 +55,7 @@ def _shape(node: fx.Node) -> tuple | None:
 def _is_identity(node: fx.Node) -> bool:
     if node.op != "call_function" or not isinstance(node.args[0], fx.Node):
         return False
-    if node.target in (_VIEW, _EXPAND):
+    if node.target in (_VIEW, _EXPAND, _REPEAT):
         shape = _shape(node)
         return shape is not None and shape == _shape(node.args[0])
     if node.target is _PAD:
@@ -62,10 +64,21 @@ def _is_identity(node: fx.Node) -> bool:
     return False
 
 
+def _expands(node: fx.Node) -> bool:
+    """``node`` is an expand, or a repeat that only repeats size-1 axes (the same values)."""
+    if node.target is _EXPAND:
+        return True
+    source = _shape(node.args[0]) if node.target is _REPEAT and isinstance(node.args[0], fx.Node) else None
+    reps = node.args[1] if len(node.args) > 1 else None
+    return (source is not None and isinstance(reps, (list, tuple)) and len(reps) == len(source)
+            and all(isinstance(r, int) and (r == 1 or n == 1) for r, n in zip(reps, source)))
+
+
 def _broadcast_does_it(node: fx.Node) -> bool:
-    """Whether ``node`` (an expand) can go: each user broadcasts its operands to the same shape
-    and dtype without it."""
-    if node.target is not _EXPAND or not isinstance(node.args[0], fx.Node) or _shape(node.args[0]) is None:
+    """Whether ``node`` (an expand, or a repeat that is one) can go: each user broadcasts its
+    operands to the same shape and dtype without it."""
+    if node.op != "call_function" or not isinstance(node.args[0], fx.Node) or _shape(node.args[0]) is None \
+            or not _expands(node):
         return False
     for user in node.users:
         if user.op != "call_function" or user.target not in _BROADCASTING or user.kwargs:

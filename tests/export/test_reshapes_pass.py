@@ -115,3 +115,23 @@ def test_an_expand_that_every_user_broadcasts_anyway_goes():
     with torch.no_grad():
         for o, e in zip(ep.module()(v, c), expected, strict=True):
             torch.testing.assert_close(o, e, rtol=0, atol=0)
+
+
+class _Repeats(nn.Module):
+    def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        g = q.unsqueeze(1)  # (1, 1, 8)
+        tiled = k.repeat(1, 2, 1)  # repeats an axis of size 5: new values, stays
+        return g.repeat(1, k.shape[1], 1) * k, tiled  # SwiftFormer's global query: a broadcast
+
+
+def test_a_repeat_of_size_one_axes_that_broadcasting_does_anyway_goes():
+    q, k = torch.randn(1, 8), torch.randn(1, 5, 8)
+    ep = torch.export.export(_Repeats(), (q, k)).run_decompositions()
+    with torch.no_grad():
+        expected = ep.module()(q, k)
+    assert _targets(ep).count(torch.ops.aten.repeat.default) == 2
+    simplify_reshapes(ep.graph_module)
+    assert _targets(ep).count(torch.ops.aten.repeat.default) == 1
+    with torch.no_grad():
+        for o, e in zip(ep.module()(q, k), expected, strict=True):
+            torch.testing.assert_close(o, e, rtol=0, atol=0)
