@@ -11,6 +11,7 @@ import android.widget.Button;
 import android.widget.ImageView;
 import android.widget.TextView;
 import java.io.InputStream;
+import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import org.edgeml.demo.core.ArtifactFolder;
@@ -98,11 +99,12 @@ public class MainActivity extends Activity {
             long t0 = System.nanoTime();
             runner = ExecuTorchRunner.load(artifact.program.getPath(), threads);
             double loadMs = (System.nanoTime() - t0) / 1e6;
-            labels = ModelStore.labels(this, manifest.labels);
+            List<String> inline = manifest.outputs[0].labels;
+            labels = inline.isEmpty() ? ModelStore.labels(this, manifest.labels) : Labels.of(inline);
             String text = ResultText.model(manifest, ArtifactName.parse(artifact.program.getName()),
                     artifact.program.length(), runner.backends())
                     + String.format(java.util.Locale.US, "Load: %.0f ms; runs: %d warm-up + %d timed%n", loadMs, warmup, iterations);
-            if (manifest.labels != null && labels.size() == 0) {
+            if (inline.isEmpty() && manifest.labels != null && labels.size() == 0) {
                 text += "No label file for \"" + manifest.labels + "\": showing class indices\n";
             }
             show(modelInfo, text);

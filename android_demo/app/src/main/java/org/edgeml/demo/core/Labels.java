@@ -4,9 +4,10 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Class names for a label set ({@code model.config.labels}, e.g. "imagenet-1k"), read from a
- * text file with one name per line (assets/labels/NAME.txt). Without a label file the app shows
- * class indices.
+ * Class names: the ones the manifest carries inline ({@code outputs[0].labels}: a user model's
+ * --labels, a Hugging Face id2label), or a label set it names ({@code model.config.labels}, e.g.
+ * "imagenet-1k") read from a text file with one name per line (assets/labels/NAME.txt). Without
+ * either the app shows class indices.
  */
 public final class Labels {
     private final List<String> names;
@@ -32,6 +33,11 @@ public final class Labels {
             names.add(line.substring(0, e));
         }
         return new Labels(names);
+    }
+
+    /** The names a manifest carries inline ({@code outputs[i].labels}). */
+    public static Labels of(List<String> names) {
+        return new Labels(new ArrayList<String>(names));
     }
 
     /** No names: every class shows as "class N". */

@@ -1,11 +1,12 @@
 package org.edgeml.demo.core;
 
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
-/** One entry of the manifest's "inputs" or "outputs": name, shape, dtype, layout, kind, dynamic axes. */
+/** One entry of the manifest's "inputs" or "outputs": name, shape, dtype, layout, kind, dynamic axes, labels. */
 public final class TensorSpec {
     public final String name;
     public final long[] shape;
@@ -15,15 +16,24 @@ public final class TensorSpec {
     public final String kind;
     /** Axis -> {min, max} for dimensions the program accepts at any size in that range. */
     public final Map<Integer, long[]> dynamic;
+    /** Outputs: the class names the manifest carries inline (a user's --labels, a Hugging Face
+     *  id2label); empty when it names none. */
+    public final List<String> labels;
 
     public TensorSpec(String name, long[] shape, String dtype, String layout, String kind,
                       Map<Integer, long[]> dynamic) {
+        this(name, shape, dtype, layout, kind, dynamic, Collections.<String>emptyList());
+    }
+
+    public TensorSpec(String name, long[] shape, String dtype, String layout, String kind,
+                      Map<Integer, long[]> dynamic, List<String> labels) {
         this.name = name;
         this.shape = shape.clone();
         this.dtype = dtype;
         this.layout = layout;
         this.kind = kind;
         this.dynamic = Collections.unmodifiableMap(new LinkedHashMap<Integer, long[]>(dynamic));
+        this.labels = Collections.unmodifiableList(new ArrayList<String>(labels));
     }
 
     public boolean isDynamic(int axis) {
@@ -70,7 +80,21 @@ public final class TensorSpec {
                 dynamic.put(axis, range);
             }
         }
-        return new TensorSpec(name, shape, dtype, layout, kind, dynamic);
+        List<String> labels = new ArrayList<String>();
+        Object names = obj.get("labels");
+        if (names != null) {
+            if (!(names instanceof List)) {
+                throw JsonFields.wrongType(path + ".labels", "an array of strings or null", names);
+            }
+            List<?> list = (List<?>) names;
+            for (int i = 0; i < list.size(); i++) {
+                if (!(list.get(i) instanceof String)) {
+                    throw JsonFields.wrongType(path + ".labels[" + i + "]", "a string", list.get(i));
+                }
+                labels.add((String) list.get(i));
+            }
+        }
+        return new TensorSpec(name, shape, dtype, layout, kind, dynamic, labels);
     }
 
     static TensorSpec[] listFromJson(List<Object> list, String path) {

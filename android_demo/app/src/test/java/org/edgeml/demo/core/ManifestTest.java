@@ -43,6 +43,24 @@ public class ManifestTest {
     }
 
     @Test
+    public void inlineLabels() throws Exception {
+        Manifest plain = Manifest.parse(fixture(CLASSIFIER));
+        assertTrue(plain.outputs[0].labels.isEmpty());
+        String json = fixture(CLASSIFIER).replace("\"kind\": \"logits\",", "\"kind\": \"logits\", \"labels\": [\"cat\", \"dog\"],");
+        Manifest m = Manifest.parse(json);
+        assertEquals(java.util.Arrays.asList("cat", "dog"), m.outputs[0].labels);
+        Labels names = Labels.of(m.outputs[0].labels);
+        assertEquals("dog", names.name(1));
+        assertEquals("class 2", names.name(2));
+        try {
+            Manifest.parse(fixture(CLASSIFIER).replace("\"kind\": \"logits\",", "\"kind\": \"logits\", \"labels\": [1],"));
+            fail("a label that is not a string should not parse");
+        } catch (ManifestException e) {
+            assertTrue(e.getMessage(), e.getMessage().contains("outputs[0].labels[0]"));
+        }
+    }
+
+    @Test
     public void tileEncoderManifest() throws Exception {
         Manifest m = Manifest.parse(fixture(TILE_ENCODER));
         assertTrue(m.isTileEncoder());

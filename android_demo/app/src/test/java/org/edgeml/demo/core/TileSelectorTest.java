@@ -12,7 +12,7 @@ import org.junit.Test;
 
 /**
  * Tile selection against the cases JSON that edgeml generates
- * ({@code python -m edgeml.dynres.cases}), plus the issue's table written out by hand.
+ * ({@code python -m edgeml.dynres.cases}), plus a table of expected grids written out by hand.
  */
 public class TileSelectorTest {
 
@@ -63,7 +63,7 @@ public class TileSelectorTest {
     }
 
     @Test
-    public void issueTable() {
+    public void expectedGrids() {
         // image w x h -> llava_next, internvl (max 6 tiles), relaxed; tile 384, grids up to 3x3.
         Object[][] rows = {
             {394, 390, "2x2", "1x1", "1x1"},
