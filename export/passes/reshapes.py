@@ -19,6 +19,9 @@ passes per partition) and, on the device, a reshape or copy node in the delegate
 * writes a ``squeeze`` / ``unsqueeze`` of a static shape as the ``view`` it is (adding or removing
   size-1 axes never moves data; XNNPACK delegates a static view and not ``squeeze_copy``, which
   ``unbind``-ing a fused qkv projection leaves on the portable kernels);
+* removes an ``as_strided`` to its input's own shape with the strides a contiguous tensor has on
+  every axis longer than one (core ATen's ``adaptive_avg_pool1d``, as Swin's pooler calls it, ends
+  in one that only restrides size-1 axes; ExecuTorch keeps it as a portable ``as_strided_copy``);
 * removes a ``constant_pad_nd`` whose padding is all zero;
 * writes a ``view`` whose target shape has exactly one symbolic size (dynamic shapes) with ``-1``
   there: the same reshape, but one XNNPACK takes (its partitioner refuses every reshape that
@@ -36,6 +39,7 @@ _VIEW = torch.ops.aten.view.default
 _PAD = torch.ops.aten.constant_pad_nd.default
 _EXPAND = torch.ops.aten.expand.default
 _REPEAT = torch.ops.aten.repeat.default
+_AS_STRIDED = torch.ops.aten.as_strided.default
 _BROADCASTING = (torch.ops.aten.add.Tensor, torch.ops.aten.sub.Tensor, torch.ops.aten.mul.Tensor,
                  torch.ops.aten.div.Tensor, torch.ops.aten.maximum.default, torch.ops.aten.minimum.default)
 _SQUEEZES = (torch.ops.aten.squeeze.default, torch.ops.aten.squeeze.dim, torch.ops.aten.squeeze.dims,
@@ -61,6 +65,18 @@ def _is_identity(node: fx.Node) -> bool:
     if node.target is _PAD:
         pad = node.args[1]
         return all(isinstance(p, int) and p == 0 for p in pad)
+    if node.target is _AS_STRIDED:
+        shape, source = _shape(node), node.args[0]
+        size, stride = node.args[1], node.args[2]
+        offset = node.args[3] if len(node.args) > 3 else node.kwargs.get("storage_offset")
+        if shape is None or shape != _shape(source) or not _contiguous(source) or offset not in (None, 0):
+            return False
+        standard, step = [], 1
+        for n in reversed(shape):
+            standard.append(step)
+            step *= n
+        return all(isinstance(n, int) and (n == 1 or st == sd)
+                   for n, st, sd in zip(size, stride, reversed(standard)))
     return False
 
 

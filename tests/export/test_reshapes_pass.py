@@ -135,3 +135,28 @@ def test_a_repeat_of_size_one_axes_that_broadcasting_does_anyway_goes():
     with torch.no_grad():
         for o, e in zip(ep.module()(q, k), expected, strict=True):
             torch.testing.assert_close(o, e, rtol=0, atol=0)
+
+
+def test_an_as_strided_that_only_restrides_size_one_axes_goes():
+    """Core ATen's adaptive_avg_pool1d (Swin's pooler) ends in such an ``as_strided``."""
+    pool = _TokenPool()
+    x = torch.randn(1, 49, 8)
+    ep = torch.export.export(pool, (x,)).run_decompositions()
+    assert torch.ops.aten.as_strided.default in _targets(ep)
+    simplify_reshapes(ep.graph_module)
+    assert torch.ops.aten.as_strided.default not in _targets(ep)
+    with torch.no_grad():
+        torch.testing.assert_close(ep.module()(x), pool(x), rtol=0, atol=0)
+    strided = torch.export.export(_Strided(), (torch.randn(4, 6),)).run_decompositions()
+    simplify_reshapes(strided.graph_module)
+    assert torch.ops.aten.as_strided.default in _targets(strided)  # a real restride stays
+
+
+class _TokenPool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(nn.functional.adaptive_avg_pool1d(x.transpose(1, 2), 1), 1)
+
+
+class _Strided(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.as_strided(x, (4, 6), (1, 4)) + 1  # a transposed read of the same storage
