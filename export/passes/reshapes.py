@@ -22,6 +22,8 @@ passes per partition) and, on the device, a reshape or copy node in the delegate
 * removes an ``as_strided`` to its input's own shape with the strides a contiguous tensor has on
   every axis longer than one (core ATen's ``adaptive_avg_pool1d``, as Swin's pooler calls it, ends
   in one that only restrides size-1 axes; ExecuTorch keeps it as a portable ``as_strided_copy``);
+* removes an ``alias`` and a step-1 ``slice`` over a whole axis (Perceiver's ``x[::1, ::1]``:
+  ExecuTorch keeps the alias as a portable ``alias_copy``);
 * removes a ``constant_pad_nd`` whose padding is all zero;
 * writes a ``view`` whose target shape has exactly one symbolic size (dynamic shapes) with ``-1``
   there: the same reshape, but one XNNPACK takes (its partitioner refuses every reshape that
@@ -40,6 +42,8 @@ _PAD = torch.ops.aten.constant_pad_nd.default
 _EXPAND = torch.ops.aten.expand.default
 _REPEAT = torch.ops.aten.repeat.default
 _AS_STRIDED = torch.ops.aten.as_strided.default
+_ALIAS = torch.ops.aten.alias.default
+_SLICE = torch.ops.aten.slice.Tensor
 _BROADCASTING = (torch.ops.aten.add.Tensor, torch.ops.aten.sub.Tensor, torch.ops.aten.mul.Tensor,
                  torch.ops.aten.div.Tensor, torch.ops.aten.maximum.default, torch.ops.aten.minimum.default)
 _SQUEEZES = (torch.ops.aten.squeeze.default, torch.ops.aten.squeeze.dim, torch.ops.aten.squeeze.dims,
@@ -59,7 +63,11 @@ def _shape(node: fx.Node) -> tuple | None:
 def _is_identity(node: fx.Node) -> bool:
     if node.op != "call_function" or not isinstance(node.args[0], fx.Node):
         return False
-    if node.target in (_VIEW, _EXPAND, _REPEAT):
+    if node.target is _ALIAS:
+        return True
+    if node.target is _SLICE and (node.args[4] if len(node.args) > 4 else node.kwargs.get("step", 1)) != 1:
+        return False
+    if node.target in (_VIEW, _EXPAND, _REPEAT, _SLICE):
         shape = _shape(node)
         return shape is not None and shape == _shape(node.args[0])
     if node.target is _PAD:

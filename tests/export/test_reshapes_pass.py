@@ -160,3 +160,18 @@ class _TokenPool(nn.Module):
 class _Strided(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.as_strided(x, (4, 6), (1, 4)) + 1  # a transposed read of the same storage
+
+
+class _WholeSlices(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x[::1, ::1])[:, 1:] + x[:, :5]  # whole-axis slices (an alias), real ones
+
+
+def test_aliases_and_whole_axis_slices_go():
+    x = torch.randn(4, 6)
+    ep = torch.export.export(_WholeSlices(), (x,)).run_decompositions()
+    simplify_reshapes(ep.graph_module)
+    targets = _targets(ep)
+    assert torch.ops.aten.alias.default not in targets and targets.count(torch.ops.aten.slice.Tensor) == 2
+    with torch.no_grad():
+        torch.testing.assert_close(ep.module()(x), _WholeSlices()(x), rtol=0, atol=0)
