@@ -15,7 +15,6 @@ run on ExecuTorch's portable kernels between two delegate partitions.
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import torch
@@ -43,15 +42,12 @@ def half_precision(module: nn.Module) -> nn.Module:
     return HalfPrecision(module).eval()
 
 
-def _gelu_tanh_form(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
-    # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), as elementwise ops XNNPACK runs in fp16.
-    inner = x * (math.sqrt(2.0 / math.pi) * (1.0 + 0.044715 * x * x))
-    return 0.5 * x * (1.0 + torch.tanh(inner))
-
-
 def fp16_decompositions() -> dict:
-    """aten decompositions for fp16 XNNPACK programs (``decompose_custom_ops(..., extra=...)``)."""
-    return {torch.ops.aten.gelu.default: _gelu_tanh_form}
+    """aten decompositions for fp16 XNNPACK programs (``decompose_custom_ops(..., extra=...)``):
+    every GELU in its tanh form, as elementwise ops XNNPACK runs in fp16."""
+    from edgeml.backends.xnnpack.passes.gelu import gelu_tanh_form
+
+    return {torch.ops.aten.gelu.default: gelu_tanh_form}
 
 
 _aten = torch.ops.aten

@@ -479,3 +479,37 @@ def test_a_layer_norm_subclass_lowers_to_xnnpack_with_the_same_function():
     y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
     with torch.no_grad():
         torch.testing.assert_close(y, model(x), rtol=1e-4, atol=1e-5)
+
+
+class _TanhGelu(nn.Module):
+    def __init__(self, approximate: str) -> None:
+        super().__init__()
+        self.fc, self.approximate = nn.Linear(8, 8), approximate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.gelu(self.fc(x), approximate=self.approximate)
+
+
+def test_tanh_gelu_is_written_out_because_xnnpack_computes_the_exact_one():
+    from executorch.runtime import Runtime
+
+    from edgeml.backends import CompileSpec
+    from edgeml.backends.xnnpack import XnnpackBackend
+    from edgeml.backends.xnnpack.lowering import lower_to_pte
+    from edgeml.quantize.schemes import get_scheme
+
+    torch.manual_seed(0)
+    x = torch.linspace(-4, 4, 400).reshape(50, 8)
+    model = _TanhGelu("tanh").eval()
+    with torch.no_grad():
+        ref, exact = model(x), nn.functional.gelu(model.fc(x))
+    # ExecuTorch 1.5.1 as it is: the delegate's GELU is the exact one whatever `approximate` says.
+    data, _ = lower_to_pte(torch.export.export(model, (x,)))
+    upstream = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
+    assert (upstream - ref).abs().max() > 1e-4 and (upstream - exact).abs().max() < 1e-5
+    for m in (model, _TanhGelu("none").eval()):
+        data, delegation = XnnpackBackend().compile(m, (x,), CompileSpec(scheme=get_scheme("none"))).build()
+        assert delegation["portable_ops"] == {}
+        y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
+        with torch.no_grad():
+            torch.testing.assert_close(y, m(x), rtol=1e-5, atol=2e-6)

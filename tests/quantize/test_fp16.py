@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from edgeml.backends.xnnpack.passes.gelu import gelu_tanh_form as _gelu_tanh_form
 from edgeml.cli import main
 from edgeml.quantize.fp16 import (
     GELU_TANH_MAX_DEVIATION,
-    _gelu_tanh_form,
     fp16_scalar_operands,
     half_precision,
 )

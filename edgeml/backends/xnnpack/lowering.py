@@ -182,9 +182,11 @@ def xnnpack_decomposition_table(exported: torch.export.ExportedProgram) -> dict:
     squares and square roots written as ``pow``: ``passes/powers.py``; maxima over any axes:
     ``passes/maxima.py``; selects and rolls as slices: ``passes/slices.py``; ceil-mode average
     pooling: ``passes/means.py``; the LayerNorms the module pass does not see, with their means as
-    linears: ``passes/layernorm.py``). Only those when this
+    linears: ``passes/layernorm.py``; GELU's tanh approximation, which the delegate computes as the
+    exact GELU: ``passes/gelu.py``). Only those when this
     ExecuTorch does not have the functions this was written against: lowering then decomposes
     as usual."""
+    from edgeml.backends.xnnpack.passes.gelu import gelu_decompositions
     from edgeml.backends.xnnpack.passes.groupnorm import group_norm_decompositions
     from edgeml.backends.xnnpack.passes.layernorm import layer_norm_decompositions
     from edgeml.backends.xnnpack.passes.maxima import max_decompositions
@@ -196,7 +198,7 @@ def xnnpack_decomposition_table(exported: torch.export.ExportedProgram) -> dict:
 
     ours = {**group_norm_decompositions(), **mean_decompositions(), **unfold_decompositions(),
             **slice_decompositions(), **softmax_decompositions(), **power_decompositions(),
-            **max_decompositions(), **layer_norm_decompositions()}
+            **max_decompositions(), **layer_norm_decompositions(), **gelu_decompositions()}
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir.program._program import (
