@@ -593,6 +593,13 @@ def report(cache: Path, models: list[dict], skipped: list[dict]) -> None:
         print(f"{label}: {len(good)}/{n} of the list ({len(good)}/{len(ran)} of those run) export with "
               f"{what}worst-image SQNR >= {db:.0f} dB")
 
+    for tool, label in (("edgeml-pte", "edgeml .pte fp32"), ("executorch", "ExecuTorch by hand"),
+                        ("optimum", "optimum-executorch")):
+        done = [r for r in (read_result(cache, e["key"], tool) for e in models) if r and r.get("ok")]
+        whole = [r for r in done if not (r.get("delegation") or {}).get("portable_ops", {"?": 1})]
+        if done:
+            print(f"{label}: {len(whole)}/{len(done)} of the programs it wrote leave no op at all to the portable "
+                  f"kernels")
     line("edgeml-pte", "edgeml .pte fp32", FP32_DB, True)
     line("edgeml-pte-int8", "edgeml .pte int8", INT8_DB, False)
     line("edgeml-onnx", "edgeml .onnx fp32", FP32_DB, False)
