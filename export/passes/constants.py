@@ -26,12 +26,6 @@ import contextlib
 import torch
 from torch import fx
 
-
-def _static_inputs(exported: torch.export.ExportedProgram) -> set[str]:
-    sig = exported.graph_signature
-    return set(sig.inputs_to_parameters) | set(sig.inputs_to_buffers) | set(sig.inputs_to_lifted_tensor_constants)
-
-
 aten = torch.ops.aten
 # A view or copy of one constant, or a check that computes nothing: not worth a fold of its own
 # (XNNPACK takes a reshaped parameter as it is), though folded with the rest when there is a fold.
@@ -41,6 +35,11 @@ _LAYOUT_ONLY = {
     aten.clone.default, aten.contiguous.default, aten.alias.default, aten.detach.default,
     aten.lift_fresh_copy.default, aten._assert_tensor_metadata.default,
 }
+
+
+def _static_inputs(exported: torch.export.ExportedProgram) -> set[str]:
+    sig = exported.graph_signature
+    return set(sig.inputs_to_parameters) | set(sig.inputs_to_buffers) | set(sig.inputs_to_lifted_tensor_constants)
 
 
 def _quant_primitives() -> set:
