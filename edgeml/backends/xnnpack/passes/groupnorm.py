@@ -9,7 +9,10 @@ the input ``(N, C, *spatial)`` is viewed as ``(N, groups, C / groups, prod(spati
     g = view(x);  mean = g.mean((2, 3));  c = g - mean;  var = (c * c).mean((2, 3))
     y = view_back(c * rsqrt(var + eps)) * weight + bias
 
-which is ``native_group_norm``'s output (biased variance) up to fp32 rounding; the mean and
+which is ``native_group_norm``'s output (biased variance) up to fp32 rounding. On a 4-D map the
+statistics are computed without that view: a per-channel global average pooling of the map (the
+reduction XNNPACK does in its channels-last layout), then the average over each group's channels
+on the ``(n, c, 1, 1)`` result, so that no GroupNorm makes XNNPACK transpose its input. The mean and
 reciprocal standard deviation it also returns are given in its shapes ``(N, groups)``. Applied
 as a decomposition in the retrace ``edgeml.export.decompose_custom_ops(..., backend="xnnpack")``
 makes, so it reaches every GroupNorm however the model spells it (``nn.GroupNorm``, a subclass
