@@ -79,12 +79,10 @@ def _is_identity(node: fx.Node) -> bool:
         offset = node.args[3] if len(node.args) > 3 else node.kwargs.get("storage_offset")
         if shape is None or shape != _shape(source) or not _contiguous(source) or offset not in (None, 0):
             return False
-        standard, step = [], 1
-        for n in reversed(shape):
-            standard.append(step)
-            step *= n
+        from edgeml.export import _standard_strides
+
         return all(isinstance(n, int) and (n == 1 or st == sd)
-                   for n, st, sd in zip(size, stride, reversed(standard)))
+                   for n, st, sd in zip(size, stride, _standard_strides(shape)))
     return False
 
 
