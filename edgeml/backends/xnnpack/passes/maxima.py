@@ -11,25 +11,15 @@ and floating-point tensors only.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
-from edgeml.backends.xnnpack.passes import static
+from edgeml.backends.xnnpack.passes import over_inner_axes, static
 
 aten = torch.ops.aten
 
 
 def _as_inner_max(x: torch.Tensor, dims: list[int], keepdim: bool):
-    nd = x.dim()
-    kept = [d for d in range(nd) if d not in dims]
-    order = kept + dims
-    y = x.permute(order) if order != list(range(nd)) else x
-    k = math.prod(x.shape[d] for d in kept)
-    r = math.prod(x.shape[d] for d in dims)
-    values, indices = aten.max.dim(y.reshape(1, k, r, 1), 2, True)
-    shape = [1 if d in dims else x.shape[d] for d in range(nd)] if keepdim else [x.shape[d] for d in kept]
-    return values.reshape(shape), indices.reshape(shape)
+    return over_inner_axes(x, dims, keepdim, lambda v: tuple(aten.max.dim(v, 2, True)))
 
 
 def max_dim_as_inner_max(x: torch.Tensor, dim: int, keepdim: bool = False):

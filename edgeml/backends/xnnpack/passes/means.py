@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from edgeml.backends.xnnpack.passes import static
+from edgeml.backends.xnnpack.passes import over_inner_axes, static
 
 
 def mean_as_pooling(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype=None):
@@ -31,14 +31,7 @@ def mean_as_pooling(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype=N
     dims = sorted({d % nd for d in (dim if dim else range(nd))})
     if nd == 4 and dims == [2, 3] and keepdim:
         return NotImplemented  # already the pooling XNNPACK takes
-    kept = [d for d in range(nd) if d not in dims]
-    order = kept + dims
-    y = x.permute(order) if order != list(range(nd)) else x
-    k = math.prod(x.shape[d] for d in kept)
-    r = math.prod(x.shape[d] for d in dims)
-    y = y.reshape(1, k, r, 1).mean((2, 3), keepdim=True)
-    shape = [1 if d in dims else x.shape[d] for d in range(nd)] if keepdim else [x.shape[d] for d in kept]
-    return y.reshape(shape)
+    return over_inner_axes(x, dims, keepdim, lambda v: v.mean((2, 3), keepdim=True))
 
 
 def sum_as_pooling(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype=None):
