@@ -5,9 +5,12 @@ ExecuTorch 1.5's XNNPACK partitioner delegates ``slice_copy`` with step 1 only, 
 its subsampling ``x[:, ::2, ::2]``, PVT's class token ``x[:, 0]`` and Swin's cyclic shift
 ``torch.roll`` (which core ATen turns into an ``index_select`` with computed indices) ran on the
 portable kernels. A split is its slices, one per piece. A slice with step ``s`` over ``m``
-elements is a step-1 slice, zero-padded to a multiple of ``s`` when ``m`` is not one, viewed as
-``(ceil(m / s), s)`` along that axis, of which the first column is the result (another step-1
-slice, and a view to drop the axis). A select is a one-element slice viewed without the axis. A
+elements is a step-1 slice of its ``m // s`` whole groups viewed as ``(m // s, s)`` along that
+axis, of which the first column is the result (another step-1 slice, and a view to drop the
+axis); when ``m`` is not a multiple of ``s`` the last element is a one-element slice joined on
+by ``cat``. (Zero-padding to whole groups instead gives a ``constant_pad_nd`` that XNNPACK
+refuses between quantized tensors: ExecuTorch 1.5.1's program fails to load with
+``xnn_status_invalid_parameter`` for its static pad node.) A select is a one-element slice viewed without the axis. A
 roll by ``s`` along an axis of size ``n`` is the concatenation of its last ``s`` and first
 ``n - s`` elements (one slice pair and a ``cat`` per rolled axis; a roll with no axis rolls the
 flattened tensor). Static shapes and floating-point tensors only (an integer select or roll
@@ -16,7 +19,6 @@ is index arithmetic, folded or left to the portable kernels).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from edgeml.backends.xnnpack.passes import static
 
@@ -49,15 +51,21 @@ def strided_slice_as_view(x: torch.Tensor, dim: int = 0, start=None, end=None, s
     m = max(stop - begin, 0)
     if m == 0:
         return NotImplemented
-    y = torch.ops.aten.slice.Tensor(x, dim, begin, stop, 1) if (begin, stop) != (0, n) else x
     count = -(-m // step)
-    if count * step != m:
-        pad = [0, 0] * (x.dim() - 1 - dim) + [0, count * step - m]
-        y = F.pad(y, pad)
+    whole = m // step  # groups of ``step`` elements that lie inside the slice
     shape = list(x.shape)
-    y = y.reshape(shape[:dim] + [count, step] + shape[dim + 1:])
-    y = torch.ops.aten.slice.Tensor(y, dim + 1, 0, 1, 1)
-    return y.reshape(shape[:dim] + [count] + shape[dim + 1:])
+    pieces = []
+    if whole:
+        y = x
+        if (begin, begin + whole * step) != (0, n):
+            y = torch.ops.aten.slice.Tensor(x, dim, begin, begin + whole * step, 1)
+        y = y.reshape(shape[:dim] + [whole, step] + shape[dim + 1:])
+        y = torch.ops.aten.slice.Tensor(y, dim + 1, 0, 1, 1)
+        pieces.append(y.reshape(shape[:dim] + [whole] + shape[dim + 1:]))
+    if count > whole:  # the last element, alone in a shorter group
+        last = begin + whole * step
+        pieces.append(torch.ops.aten.slice.Tensor(x, dim, last, last + 1, 1))
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim)
 
 
 def select_as_slice(x: torch.Tensor, dim: int, index: int):
