@@ -1,4 +1,5 @@
-"""A conv or linear followed by a clamp (ReLU6, hardtanh) quantized as one fused op, for XNNPACK.
+"""Annotations ``XNNPACKQuantizer`` lacks: a conv or linear followed by a clamp (ReLU6, hardtanh)
+quantized as one fused op, and a constant pad that keeps its input's quantization.
 
 ``XNNPACKQuantizer`` (ExecuTorch 1.5) fuses a conv or linear with a following ``relu`` only: it
 annotates the conv's output, and a ``hardtanh`` after it shares that observer. The conv's output
@@ -13,6 +14,15 @@ the clamp's output is the conv's real output. ``annotate_conv_clamp`` annotates 
 ``XNNPACKQuantizer`` annotates conv + relu: input, weight and bias on the conv, the output on the
 clamp, and nothing in between. It runs before the quantizer's own annotators, which skip what is
 already annotated.
+
+A ``constant_pad_nd`` between quantized ops (BiT's stem pads a conv's output before its max pool)
+is not annotated by ``XNNPACKQuantizer``, so its output takes the next op's input observer and
+the pad sits between a dequantize and a quantize of different scales. ExecuTorch 1.5.1's XNNPACK
+partitioner takes it as an fp32 pad, but serializes it with the quantized tensors around it, and
+XNNPACK refuses a static pad whose input and output quantizations differ: the program fails to
+load (``xnn_status_invalid_parameter``). ``annotate_pads`` gives the pad its input's observer, as
+the quantizer does for max pool, views and slices; the padding value (zero, or ``-inf`` before a
+max pool) is then a quantized value of the same scale.
 """
 from __future__ import annotations
 
@@ -64,3 +74,32 @@ def annotate_conv_clamp(gm: GraphModule, config) -> list[list[Node]]:
         _mark_nodes_as_annotated(partition)
         partitions.append(partition)
     return partitions
+
+
+PADS = {torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default}
+
+
+def annotate_pads(gm: GraphModule) -> list[Node]:
+    """Give every constant pad whose input is quantized that input's quantization (after the
+    quantizer's own annotators: only then is it known which inputs are quantized); returns the
+    pads annotated."""
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+    annotated = []
+    for pad in gm.graph.nodes:
+        if pad.op != "call_function" or pad.target not in PADS:
+            continue
+        if pad.target is torch.ops.aten.pad.default and (pad.args[2] if len(pad.args) > 2 else
+                                                          pad.kwargs.get("mode", "constant")) != "constant":
+            continue
+        source = pad.args[0]
+        producer = source.meta.get(Q_ANNOTATION_KEY) if isinstance(source, Node) else None
+        existing = pad.meta.get(Q_ANNOTATION_KEY)
+        if producer is None or producer.output_qspec is None or (existing is not None and existing._annotated):
+            continue
+        shared = SharedQuantizationSpec(source)
+        pad.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(input_qspec_map={source: shared}, output_qspec=shared,
+                                                            _annotated=True)
+        annotated.append(pad)
+    return annotated

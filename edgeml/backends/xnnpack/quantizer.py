@@ -134,15 +134,20 @@ def _one_dequantize_per_user(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 def _clamp_fusing_quantizer_class():
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import propagate_annotation
 
-    from edgeml.backends.xnnpack.annotate import annotate_conv_clamp
+    from edgeml.backends.xnnpack.annotate import annotate_conv_clamp, annotate_pads
 
     class ClampFusingQuantizer(XNNPACKQuantizer):
-        """``XNNPACKQuantizer`` that first annotates conv / linear -> hardtanh pairs as one op."""
+        """``XNNPACKQuantizer`` that first annotates conv / linear -> hardtanh pairs as one op, and
+        then constant pads with their input's quantization (``annotate.py``)."""
 
         def annotate(self, model):
             annotate_conv_clamp(model, self.global_config)
-            return super().annotate(model)
+            model = super().annotate(model)
+            if annotate_pads(model):
+                propagate_annotation(model)  # on to the max pools, views and slices after the pads
+            return model
 
     return ClampFusingQuantizer
 
