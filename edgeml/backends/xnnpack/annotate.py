@@ -1,5 +1,6 @@
 """Annotations ``XNNPACKQuantizer`` lacks: a conv or linear followed by a clamp (ReLU6, hardtanh)
-quantized as one fused op, and a constant pad that keeps its input's quantization.
+quantized as one fused op, a constant pad that keeps its input's quantization, and integer
+arithmetic left integer.
 
 ``XNNPACKQuantizer`` (ExecuTorch 1.5) fuses a conv or linear with a following ``relu`` only: it
 annotates the conv's output, and a ``hardtanh`` after it shares that observer. The conv's output
@@ -23,6 +24,13 @@ XNNPACK refuses a static pad whose input and output quantizations differ: the pr
 load (``xnn_status_invalid_parameter``). ``annotate_pads`` gives the pad its input's observer, as
 the quantizer does for max pool, views and slices; the padding value (zero, or ``-inf`` before a
 max pool) is then a quantized value of the same scale.
+
+Before annotating, ``XNNPACKQuantizer`` makes the scalar operand of every ``add`` / ``mul`` a
+float tensor constant, integer ones included: index arithmetic (``arange(n) + k``, Perceiver's
+attention-mask gather) turns float and ``index`` then fails in calibration ("tensors used as
+indices must be long, int, byte or bool tensors"). ``keep_integer_scalars`` first gives integer
+``add`` / ``mul`` with a scalar their ``.Scalar`` overloads (the same function), which that
+transform does not touch.
 """
 from __future__ import annotations
 
@@ -103,3 +111,25 @@ def annotate_pads(gm: GraphModule) -> list[Node]:
                                                             _annotated=True)
         annotated.append(pad)
     return annotated
+
+
+_SCALAR_FORMS = {torch.ops.aten.add.Tensor: torch.ops.aten.add.Scalar,
+                 torch.ops.aten.mul.Tensor: torch.ops.aten.mul.Scalar}
+
+
+def keep_integer_scalars(gm: GraphModule) -> int:
+    """Rewrite integer ``add.Tensor`` / ``mul.Tensor`` with a scalar second operand as the
+    ``.Scalar`` overload; returns how many were rewritten."""
+    changed = 0
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or node.target not in _SCALAR_FORMS or len(node.args) != 2:
+            continue
+        val = node.meta.get("val")
+        tensor, scalar = node.args
+        if (isinstance(tensor, Node) and isinstance(scalar, (int, float, bool)) and isinstance(val, torch.Tensor)
+                and not val.dtype.is_floating_point and not val.dtype.is_complex):
+            node.target = _SCALAR_FORMS[node.target]
+            changed += 1
+    if changed:
+        gm.recompile()
+    return changed

@@ -136,11 +136,16 @@ def _clamp_fusing_quantizer_class():
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import propagate_annotation
 
-    from edgeml.backends.xnnpack.annotate import annotate_conv_clamp, annotate_pads
+    from edgeml.backends.xnnpack.annotate import annotate_conv_clamp, annotate_pads, keep_integer_scalars
 
     class ClampFusingQuantizer(XNNPACKQuantizer):
         """``XNNPACKQuantizer`` that first annotates conv / linear -> hardtanh pairs as one op, and
-        then constant pads with their input's quantization (``annotate.py``)."""
+        then constant pads with their input's quantization; integer arithmetic stays integer
+        (``annotate.py``)."""
+
+        def transform_for_annotation(self, model):
+            keep_integer_scalars(model)
+            return super().transform_for_annotation(model)
 
         def annotate(self, model):
             annotate_conv_clamp(model, self.global_config)

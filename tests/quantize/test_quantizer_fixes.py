@@ -1,5 +1,6 @@
-"""A constant pad between int8 ops keeps its input's quantization (edgeml/backends/xnnpack/annotate.py):
-without it XNNPACK refuses the pad node and the program does not load."""
+"""int8 graphs the stock XNNPACKQuantizer breaks (edgeml/backends/xnnpack/annotate.py): a constant pad
+between int8 ops keeps its input's quantization (without it XNNPACK refuses the pad node and the
+program does not load), and integer index arithmetic stays integer."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -53,3 +54,26 @@ def test_without_the_annotation_xnnpack_refuses_the_pad(monkeypatch):
     data = _program(PaddedStem().eval())
     with pytest.raises(ArtifactError, match="cannot load"):
         runner_from_bytes(data, "pte")
+
+
+class IndexedByArithmetic(nn.Module):
+    """A gather whose indices are integer arithmetic on ``arange`` (Perceiver's mask lookup)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x).flatten(2)  # (1, 8, 256)
+        rows = torch.arange(4, device=x.device) * 2 + 1
+        return y[:, rows]
+
+
+def test_integer_index_arithmetic_stays_integer():
+    torch.manual_seed(1)
+    model = IndexedByArithmetic().eval()
+    x = torch.rand(1, 3, 16, 16)
+    torch.manual_seed(0)
+    session = Pt2eSession(model, (x,), SCHEME_INFO["int8"], "minmax", [torch.rand(1, 3, 16, 16) for _ in range(4)])
+    with torch.no_grad():
+        assert sqnr_db(model(x), session.quantized_module()(x)) > 30
