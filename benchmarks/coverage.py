@@ -434,7 +434,24 @@ def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) 
             runners[k].run(inputs[k])
             samples[k].append((time.perf_counter() - t) * 1e3)
     return {"ok": True, "artifacts": found, "stamps": _stamps(found), "rounds": rounds, "threads": threads,
-            "load": _load(), "median_ms": {tool: round(statistics.median(s), 3) for tool, s in zip(found, samples)}}
+            "load": _load(), "median_ms": {tool: round(statistics.median(s), 3) for tool, s in zip(found, samples)},
+            "samples_ms": {tool: [round(v, 3) for v in s] for tool, s in zip(found, samples)}}
+
+
+def paired_ratio(timing: dict, a: str, b: str) -> tuple[float, float, float] | None:
+    """``a``'s time over ``b``'s, round by round (the two ran in the same round, so load that
+    changes between rounds cancels): the median of those ratios and its ~95% distribution-free
+    confidence interval (order statistics, the sign test's), as (low, median, high). A difference is
+    resolved when the interval lies on one side of 1."""
+    s = timing.get("samples_ms") or {}
+    if a not in s or b not in s:
+        return None
+    ratios = sorted(x / y for x, y in zip(s[a], s[b], strict=True))
+    n = len(ratios)
+    k = int(n / 2 - 0.98 * math.sqrt(n))
+    if n < 6 or k < 0:
+        return None
+    return ratios[k], statistics.median(ratios), ratios[n - 1 - k]
 
 
 def _stamps(found: dict[str, str]) -> dict[str, float]:
@@ -594,7 +611,8 @@ def report(cache: Path, models: list[dict], skipped: list[dict]) -> None:
             return f"{med[a] / med[b]:.2f}" if a in med and b in med else ""
 
         if "edgeml-pte" in med and "executorch" in med:
-            ratios_hand.append((key, med["edgeml-pte"] / med["executorch"]))
+            ratios_hand.append((key, med["edgeml-pte"] / med["executorch"],
+                                paired_ratio(R["timing"] or {}, "edgeml-pte", "executorch")))
         save = R["save"] or {}
         size = ""
         if (model_dir(cache, key) / "config.json").is_file():
@@ -641,11 +659,15 @@ def report(cache: Path, models: list[dict], skipped: list[dict]) -> None:
     line("executorch", "ExecuTorch by hand", FP32_DB, True)
     line("optimum", f"optimum-executorch ({optimum_versions()})", FP32_DB, True)
     if ratios_hand:
-        values = [v for _, v in ratios_hand]
-        slower = [f"{k} {v:.2f}" for k, v in ratios_hand if v > 1.0]
+        values = [v for _, v, _ in ratios_hand]
+        above = [(k, v, q) for k, v, q in ratios_hand if v > 1.0]
+        slower = [f"{k} {v:.2f}" for k, v, q in above if q is None or q[0] > 1.0]
+        even = [f"{k} {v:.2f} (95% interval {q[0]:.2f} - {q[2]:.2f})" for k, v, q in above
+                if q is not None and q[0] <= 1.0]
         print(f"edgeml .pte / ExecuTorch-by-hand latency: median {statistics.median(values):.2f}, max "
               f"{max(values):.2f} over {len(values)} models both export; slower than by hand on: "
-              f"{', '.join(slower) or 'none'}")
+              f"{', '.join(slower) or 'none'}" + (f"; above 1 within the noise of the paired rounds: {', '.join(even)}"
+                                                   if even else ""))
     if failures:
         print("\nfailures:")
         for f in failures:
