@@ -561,6 +561,18 @@ def _fmt_db(r: dict | None) -> str:
     return "inf" if v is not None and v > 1e30 else (f"{v:.1f}" if v is not None else "?")
 
 
+def _int8_layers(r: dict | None) -> str:
+    """Layers quantized of the layers the model has, from the artifact's manifest: fewer than all
+    where the mixed-precision search kept some in fp32."""
+    if not r or not r.get("ok"):
+        return ""
+    manifest = Path(r["path"]).with_suffix(".json")
+    if not manifest.is_file():
+        return ""
+    layers = (json.loads(manifest.read_text()).get("quantization") or {}).get("layers") or {}
+    return f"{layers['quantized']}/{layers['total']}" if "quantized" in layers else ""
+
+
 def _compute(r: dict | None) -> str:
     if not r or not r.get("ok"):
         return ""
@@ -595,7 +607,7 @@ def passes(r: dict | None, db: float, pte: bool = True) -> bool:
 def report(cache: Path, models: list[dict], skipped: list[dict]) -> None:
     headers = ["model", "params M", "size", "fp32 ceiling dB", "60 dB noise out dB", "edgeml pte fp32 dB",
                "XNNPACK compute (portable ops)",
-               "pte int8 dB",
+               "pte int8 dB", "int8 layers",
                "onnx fp32 dB", "ET by hand dB", "ET by hand compute", "optimum dB", "optimum compute",
                "pte ms", "int8 ms", "ET hand ms", "optimum ms", "ort ms", "pte/ET hand", "pte/ort"]
     rows, ratios_hand, failures = [], [], []
@@ -621,7 +633,7 @@ def report(cache: Path, models: list[dict], skipped: list[dict]) -> None:
         amplified = (R["ceiling"] or {}).get("input_noise_60db_out_db", "")
         rows.append([key, save.get("params_m", e.get("params_m", "")), size, ceiling, amplified,
                      _fmt_db(R["edgeml-pte"]), _compute(R["edgeml-pte"]), _fmt_db(R["edgeml-pte-int8"]),
-                     _fmt_db(R["edgeml-onnx"]),
+                     _int8_layers(R["edgeml-pte-int8"]), _fmt_db(R["edgeml-onnx"]),
                      _fmt_db(R["executorch"]), _compute(R["executorch"]), _fmt_db(R["optimum"]),
                      _compute(R["optimum"]), ms("edgeml-pte"), ms("edgeml-pte-int8"), ms("executorch"),
                      ms("optimum"), ms("edgeml-onnx"), ratio("edgeml-pte", "executorch"),
