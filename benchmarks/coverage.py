@@ -34,6 +34,7 @@ import datetime
 import json
 import math
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -641,7 +642,7 @@ def report(cache: Path, models: list[dict], skipped: list[dict]) -> None:
         for tool in TOOLS:
             r = R[tool]
             if r is not None and not r.get("ok"):
-                error, stage = str(r.get("error")), str(r.get("stage"))
+                error, stage = re.sub(r"\x1b\[[0-9;]*m", "", str(r.get("error"))), str(r.get("stage"))
                 failures.append(f"{key} / {tool}: {error if error.startswith(stage + ':') else stage + ': ' + error}")
     from _common import print_table
 
