@@ -132,13 +132,13 @@ def _one_dequantize_per_user(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return gm
 
 
-def _clamp_fusing_quantizer_class():
+def _edgeml_quantizer_class():
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import propagate_annotation
 
     from edgeml.backends.xnnpack.annotate import annotate_conv_clamp, annotate_pads, keep_integer_scalars
 
-    class ClampFusingQuantizer(XNNPACKQuantizer):
+    class EdgeXnnpackQuantizer(XNNPACKQuantizer):
         """``XNNPACKQuantizer`` that first annotates conv / linear -> hardtanh pairs as one op, and
         then constant pads with their input's quantization; integer arithmetic stays integer
         (``annotate.py``)."""
@@ -154,7 +154,7 @@ def _clamp_fusing_quantizer_class():
                 propagate_annotation(model)  # on to the max pools, views and slices after the pads
             return model
 
-    return ClampFusingQuantizer
+    return EdgeXnnpackQuantizer
 
 
 def xnnpack_quantizer(scheme: Scheme, observer: str | None):
@@ -170,7 +170,7 @@ def xnnpack_quantizer(scheme: Scheme, observer: str | None):
         ctr = {"histogram": HistogramObserver, "minmax": MinMaxObserver}[observer or "histogram"]
         act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=ctr.with_args(eps=2**-12))
         config = dataclasses.replace(config, input_activation=act, output_activation=act)
-    return _clamp_fusing_quantizer_class()().set_global(config)
+    return _edgeml_quantizer_class()().set_global(config)
 
 
 

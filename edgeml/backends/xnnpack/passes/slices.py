@@ -10,11 +10,11 @@ axis, of which the first column is the result (another step-1 slice, and a view 
 axis); when ``m`` is not a multiple of ``s`` the last element is a one-element slice joined on
 by ``cat``. (Zero-padding to whole groups instead gives a ``constant_pad_nd`` that XNNPACK
 refuses between quantized tensors: ExecuTorch 1.5.1's program fails to load with
-``xnn_status_invalid_parameter`` for its static pad node.) A select is a one-element slice viewed without the axis. A
-roll by ``s`` along an axis of size ``n`` is the concatenation of its last ``s`` and first
-``n - s`` elements (one slice pair and a ``cat`` per rolled axis; a roll with no axis rolls the
-flattened tensor). Static shapes and floating-point tensors only (an integer select or roll
-is index arithmetic, folded or left to the portable kernels).
+``xnn_status_invalid_parameter`` for its static pad node.) A select is a one-element slice
+viewed without the axis. A roll by ``s`` along an axis of size ``n`` is the concatenation of its
+last ``s`` and first ``n - s`` elements (one slice pair and a ``cat`` per rolled axis; a roll with
+no axis rolls the flattened tensor). Static shapes and floating-point tensors only (an integer
+select or roll is index arithmetic, folded or left to the portable kernels).
 """
 from __future__ import annotations
 
