@@ -188,8 +188,11 @@ def step_edgeml(entry: dict, cache: Path, fmt: str, quantize: str) -> dict:
     if entry.get("input_size"):
         kwargs["input_shape"] = (1, 3, entry["input_size"], entry["input_size"])
     if quantize != "none" and entry.get("int8"):
-        # The list's per-model int8 options (min_sqnr, fp32_fallback: the mixed-precision search).
-        kwargs.update(entry["int8"])
+        # The list's per-model int8 options: min_sqnr and fp32_fallback (the mixed-precision search),
+        # and scheme: "int8-dynamic" where activations are quantized per token at run time.
+        options = dict(entry["int8"])
+        quantize = options.pop("scheme", quantize)
+        kwargs.update(options)
     t = time.perf_counter()
     try:
         art = export(str(model_dir(cache, entry["key"])), format=fmt, quantize=quantize, output_dir=out, **kwargs)
@@ -563,8 +566,10 @@ def _int8_layers(r: dict | None) -> str:
     manifest = Path(r["path"]).with_suffix(".json")
     if not manifest.is_file():
         return ""
-    layers = (json.loads(manifest.read_text()).get("quantization") or {}).get("layers") or {}
-    return f"{layers['quantized']}/{layers['total']}" if "quantized" in layers else ""
+    quantization = json.loads(manifest.read_text()).get("quantization") or {}
+    layers = quantization.get("layers") or {}
+    text = f"{layers['quantized']}/{layers['total']}" if "quantized" in layers else ""
+    return text + " dynamic" if quantization.get("scheme") == "int8-dynamic" else text
 
 
 def _compute(r: dict | None) -> str:

@@ -19,14 +19,21 @@ from edgeml.quantize.session import LayerGroup, QuantSession, UnionFind, as_list
 
 
 class _FakeQuant(nn.Module):
-    """A calibrated observer as a switchable fake-quantize op (what convert_pt2e's Q/DQ pair computes)."""
+    """A calibrated observer as a switchable fake-quantize op (what the lowered Q/DQ pair computes).
 
-    def __init__(self, observer: nn.Module) -> None:
+    A dynamic one (int8-dynamic) rounds with ranges taken at run time, as XNNPACK's ``qdint8``
+    tensors do: one range per row (per token) of a linear's input, one per batch item of a conv's
+    (ExecuTorch's XNNPACK delegate gives them 1 and 3 non-batch dimensions). convert_pt2e's eager
+    graph takes one range for the whole tensor instead; that is not what runs on the phone, and a
+    class token or latent far smaller than the other rows loses its precision only there."""
+
+    def __init__(self, observer: nn.Module, *, per_row: bool = True) -> None:
         super().__init__()
         from torchao.quantization.pt2e import PlaceholderObserver
 
         self.enabled = True
         self.dynamic = isinstance(observer, PlaceholderObserver)
+        self.per_row = per_row
         self.quant_min = int(getattr(observer, "quant_min", None) or -128)
         self.quant_max = int(getattr(observer, "quant_max", None) or 127)
         self.axis: int | None = None
@@ -41,18 +48,23 @@ class _FakeQuant(nn.Module):
         if not self.enabled:
             return x
         if self.dynamic:
-            # Asymmetric per-tensor range of this very tensor, as choose_qparams does at run time.
-            lo = torch.clamp(x.detach().min(), max=0.0)
-            hi = torch.clamp(x.detach().max(), min=0.0)
+            # The asymmetric range of this very tensor, per row or per batch item (see the class doc).
+            dims = (-1,) if self.per_row else tuple(range(1, x.dim()))
+            lo = torch.clamp(x.detach().amin(dim=dims, keepdim=True), max=0.0)
+            hi = torch.clamp(x.detach().amax(dim=dims, keepdim=True), min=0.0)
             scale = torch.clamp((hi - lo) / float(self.quant_max - self.quant_min), min=2**-20)
             zero_point = torch.clamp(torch.round(self.quant_min - lo / scale), self.quant_min, self.quant_max)
-            return torch.fake_quantize_per_tensor_affine(x, scale.float(), zero_point.to(torch.int32),
-                                                         self.quant_min, self.quant_max)
+            q = torch.clamp(torch.round(x / scale) + zero_point, self.quant_min, self.quant_max)
+            return (q - zero_point) * scale
         if self.axis is None:
             return torch.fake_quantize_per_tensor_affine(x, float(self.scale[0]), int(self.zero_point[0]),
                                                          self.quant_min, self.quant_max)
         return torch.fake_quantize_per_channel_affine(x, self.scale, self.zero_point, self.axis,
                                                       self.quant_min, self.quant_max)
+
+
+def _is_conv(node: torch.fx.Node) -> bool:
+    return node.op == "call_function" and "conv" in getattr(node.target, "__name__", str(node.target))
 
 
 def _is_observer(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
@@ -281,7 +293,7 @@ class Pt2eSession(QuantSession):
             gm = copy.deepcopy(self.prepared)
             for i, n in enumerate(list(gm.graph.nodes)):
                 if n.name in self._points:
-                    fq = _FakeQuant(gm.get_submodule(n.target))
+                    fq = _FakeQuant(gm.get_submodule(n.target), per_row=not any(_is_conv(u) for u in n.users))
                     target = f"edgeml_fake_quant_{i}"
                     gm.add_submodule(target, fq)
                     n.target = target

@@ -1,0 +1,40 @@
+"""int8-dynamic's simulation rounds as XNNPACK does: one range per token for a linear's input.
+
+The converted Q/DQ graph (convert_pt2e, eager) takes one range per tensor; the lowered program
+takes one per row. A sequence whose first token is far smaller than the others (a class token, a
+register, a latent) separates the two: per tensor, that token is rounded to a handful of steps."""
+import torch
+from torch import nn
+
+from edgeml.backends.xnnpack.lowering import lower_to_pte
+from edgeml.backends.xnnpack.quantizer import Pt2eSession
+from edgeml.export import capture
+from edgeml.quantize.schemes import SCHEME_INFO
+from edgeml.runtime.metrics import sqnr_db
+from edgeml.runtime.runners import runner_from_bytes
+
+
+class Tokens(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(64, 128, bias=False), nn.Linear(128, 10, bias=False)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))[:, 0]  # the first token's output, as a class token's
+
+
+def test_dynamic_simulation_is_per_token_like_the_xnnpack_program():
+    torch.manual_seed(0)
+    model = Tokens().eval()
+    x = torch.randn(1, 50, 64)
+    x[:, 0] *= 0.01  # the first token 100x smaller than the rest
+    session = Pt2eSession(model, (x,), SCHEME_INFO["int8-dynamic"], None, [])
+    data, _ = lower_to_pte(capture(session.quantized_module(), (x,)))
+    ran = runner_from_bytes(data, "pte").run([x])[0]
+    simulated = session.simulate(session.names, [x])[0][0]
+    with torch.no_grad():
+        exact = model(x)
+        per_tensor = session.quantized_module()(x)
+    assert sqnr_db(exact, ran) > 35  # measured 44 dB: per token, the small token keeps int8's precision
+    assert sqnr_db(ran, simulated) > 60  # measured 134 dB: and the simulation rounds the same values the same way
+    assert sqnr_db(exact, per_tensor) < 15  # measured 3 dB: one range for the tensor is what the simulation must not do
