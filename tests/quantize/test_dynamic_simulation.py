@@ -38,3 +38,33 @@ def test_dynamic_simulation_is_per_token_like_the_xnnpack_program():
     assert sqnr_db(exact, ran) > 35  # measured 44 dB: per token, the small token keeps int8's precision
     assert sqnr_db(ran, simulated) > 60  # measured 134 dB: and the simulation rounds the same values the same way
     assert sqnr_db(exact, per_tensor) < 15  # measured 3 dB: one range for the tensor is what the simulation must not do
+
+
+class SharedInput(nn.Module):
+    """Three linears reading one tensor, as an attention's q / k / v do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(64, 32), nn.Linear(64, 32), nn.Linear(64, 32)
+
+    def forward(self, x):
+        return self.q(x) + self.k(x) * self.v(x)
+
+
+def test_an_fp32_linear_beside_dynamic_ones_reads_the_fp32_tensor():
+    torch.manual_seed(0)
+    model = SharedInput().eval()
+    x = torch.randn(1, 50, 64)
+    session = Pt2eSession(model, (x,), SCHEME_INFO["int8-dynamic"], None, [])
+    assert session.names == ["q", "k", "v"]
+    with torch.no_grad():
+        exact = model(x)
+    for kept in (["q"], ["k", "v"]):
+        data, delegation = lower_to_pte(capture(session.quantized_module(kept), (x,)))
+        assert delegation.to_dict()["portable_ops"] == {}  # was: a dynamic dequantize with no kernel
+        ran = runner_from_bytes(data, "pte").run([x])[0]
+        simulated = session.simulate([n for n in session.names if n not in kept], [x])[0][0]
+        assert sqnr_db(ran, simulated) > 60
+        assert sqnr_db(exact, ran) > 30
+    # keeping every layer in fp32 is the fp32 function
+    assert sqnr_db(exact, session.simulate([], [x])[0][0]) > 100

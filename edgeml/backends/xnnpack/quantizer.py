@@ -110,10 +110,72 @@ def _weight_module(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | None:
 _NORM_STATISTIC_BUFFERS = ("averaging_mean", "averaging_var")
 
 
+def _producer(gm: torch.fx.GraphModule, node: object) -> object:
+    """The node an argument comes from, through its observer."""
+    return node.args[0] if isinstance(node, torch.fx.Node) and _is_observer(gm, node) else node
+
+
+def _consumers(gm: torch.fx.GraphModule, node: torch.fx.Node) -> list[torch.fx.Node]:
+    """The nodes reading ``node``'s value, through its observers."""
+    out = []
+    for u in node.users:
+        out.extend(u.users if _is_observer(gm, u) else [u])
+    return out
+
+
+def _normalization_nodes(gm: torch.fx.GraphModule) -> set[str]:
+    """The nodes of each LayerNorm in the LayerNorm pass's form that stay fp32: the two means and
+    what lies between the variance and the normalized value,
+
+        mean = avg(x);  c = x - mean;  var = avg(c * c);  y = c * rsqrt(var + eps)
+
+    that is ``c * c``, ``var + eps`` and ``c * rsqrt(...)``; ``y`` is quantized where the next
+    quantized op reads it (the affine ``* weight + bias`` and whatever follows). Per-tensor int8 is
+    unsound on that stretch: one range covers every token's variance, so the variance of a token
+    far smaller than the rest (a class token) rounds to zero, ``eps`` is below one step and is lost
+    in the rounding of ``var + eps``, and ``rsqrt`` of it is unbounded (PVT's class-token stage gave
+    non-finite outputs with that multiply in fp32 and its inputs in int8), while ``1 / std`` spans
+    more than int8's steps can cover for the others."""
+    found: set[str] = set()
+    for n in gm.graph.nodes:
+        if n.op != "call_function" or not _is_norm_statistic(gm, n):
+            continue
+        found.add(n.name)
+        square = _producer(gm, n.args[0])
+        if not (isinstance(square, torch.fx.Node) and _op_name(square) == "mul" and len(square.args) == 2
+                and _producer(gm, square.args[0]) is _producer(gm, square.args[1])):
+            continue  # the mean, not the variance
+        centered = _producer(gm, square.args[0])
+        for plus_eps in _consumers(gm, n):
+            if _op_name(plus_eps) != "add":
+                continue
+            for rsqrt in _consumers(gm, plus_eps):
+                if _op_name(rsqrt) != "rsqrt":
+                    continue
+                normalized = [m for m in _consumers(gm, rsqrt) if _op_name(m) == "mul"
+                              and centered in {_producer(gm, a) for a in m.args}]
+                if normalized:
+                    found |= {square.name, plus_eps.name, rsqrt.name, *(m.name for m in normalized)}
+    return found
+
+
 def _is_norm_statistic(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
-    """A conv / linear whose weight is one of the LayerNorm pass's averaging constants."""
+    """A conv / linear that averages over the channels: its weight is one of the LayerNorm pass's
+    averaging buffers, or any constant ``(1, C)`` / ``(1, C, 1, 1)`` of ``1/C`` (the decomposition
+    of ``native_layer_norm``, whose constant folding names it otherwise)."""
     target = _weight_target(gm, node)
-    return target is not None and target.rsplit(".", 1)[-1] in _NORM_STATISTIC_BUFFERS
+    if target is None:
+        return False
+    if target.rsplit(".", 1)[-1] in _NORM_STATISTIC_BUFFERS:
+        return True
+    if _op_name(node) not in ("linear", "conv2d", "conv1d"):
+        return False
+    w = gm
+    for part in target.split("."):
+        w = getattr(w, part, None)
+    if not isinstance(w, torch.Tensor) or w.dim() not in (2, 3, 4) or w.shape[0] != 1 or w.numel() != w.shape[1]:
+        return False
+    return bool(torch.all(w == w.flatten()[0])) and abs(float(w.flatten()[0]) * w.shape[1] - 1.0) < 1e-5
 
 
 def _one_dequantize_per_user(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -195,8 +257,11 @@ class Pt2eSession(QuantSession):
     never does to a LayerNorm (it does not annotate ``layer_norm``). The second of them is the
     variance, the dynamic range int8 handles worst: quantizing the two cost SigLIP-B/16 int8-dynamic
     25.5 -> 32.1 dB and so400m 21.2 -> 30.0 dB, for nothing in
-    size (C weights each). These groups are ``pinned_fp32``: not in ``groups``, never quantized,
-    accepted (and dropped) by ``check_names``. ``norm_statistics="int8"`` quantizes them as before.
+    size (C weights each). Under static int8 the square, ``var + eps`` and the multiply by the
+    reciprocal standard deviation stay fp32 with them (``_normalization_nodes``): the normalized
+    value is what gets quantized. These groups are ``pinned_fp32``: not in ``groups``, never
+    quantized, accepted (and dropped) by ``check_names``. ``norm_statistics="int8"`` quantizes
+    them as XNNPACKQuantizer alone would.
     """
 
     format = "pte"
@@ -223,9 +288,8 @@ class Pt2eSession(QuantSession):
                     if on_batch:
                         on_batch()
         self._all_groups, self._points = self._find_layers(self.prepared)
-        by_name = {n.name: n for n in self.prepared.graph.nodes}
-        pinned = set() if norm_statistics == "int8" else {
-            g.name for g in self._all_groups if any(_is_norm_statistic(self.prepared, by_name[n]) for n in g.nodes)}
+        normalization = set() if norm_statistics == "int8" else _normalization_nodes(self.prepared)
+        pinned = {g.name for g in self._all_groups if normalization & set(g.nodes)}
         self.pinned_fp32 = tuple(g.name for g in self._all_groups if g.name in pinned)
         self.groups = [g for g in self._all_groups if g.name not in pinned]
         self._sim: torch.fx.GraphModule | None = None
@@ -288,16 +352,38 @@ class Pt2eSession(QuantSession):
         q = set(quantized)
         return {p for p, adj in self._points.items() if adj & q or (not adj and q)}
 
+    def _group_of(self) -> dict[str, str]:
+        return {node: g.name for g in self._all_groups for node in g.nodes}
+
     def _simulator(self) -> torch.fx.GraphModule:
+        from torchao.quantization.pt2e import PlaceholderObserver
+
         if self._sim is None:
             gm = copy.deepcopy(self.prepared)
+            group_of = self._group_of()
             for i, n in enumerate(list(gm.graph.nodes)):
-                if n.name in self._points:
-                    fq = _FakeQuant(gm.get_submodule(n.target), per_row=not any(_is_conv(u) for u in n.users))
+                if n.name not in self._points:
+                    continue
+                observer = gm.get_submodule(n.target)
+                if not isinstance(observer, PlaceholderObserver):
+                    fq = _FakeQuant(observer)
                     target = f"edgeml_fake_quant_{i}"
                     gm.add_submodule(target, fq)
                     n.target = target
-                    fq.point = n.name
+                    fq.point, fq.user = n.name, None
+                    continue
+                # Dynamic: each reader rounds for itself, and only a quantized one rounds at all
+                # (an fp32 layer reads the fp32 tensor; see quantized_module).
+                for j, user in enumerate(list(n.users)):
+                    fq = _FakeQuant(observer, per_row=not _is_conv(user))
+                    target = f"edgeml_fake_quant_{i}_{j}"
+                    gm.add_submodule(target, fq)
+                    with gm.graph.inserting_before(user):
+                        own = gm.graph.call_module(target, (n.args[0],))
+                    user.replace_input_with(n, own)
+                    fq.point, fq.user = n.name, group_of.get(user.name)
+                gm.graph.erase_node(n)
+            gm.graph.lint()
             gm.recompile()
             gm.delete_all_unused_submodules()
             self._sim = gm
@@ -307,9 +393,10 @@ class Pt2eSession(QuantSession):
     def simulate(self, quantized: Collection[str], inputs: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
         sim = self._simulator()
         active = self._active_points(quantized)
+        layers = set(quantized)
         for m in sim.modules():
             if isinstance(m, _FakeQuant):
-                m.enabled = m.point in active
+                m.enabled = m.point in active if not m.dynamic else m.user in layers
         return [[t.float()[:1] for t in as_list(sim(to_batch(x, self.example_inputs[0])))] for x in inputs]
 
     def _copy_prepared(self, fp32_layers: Collection[str]) -> torch.fx.GraphModule:
@@ -344,13 +431,26 @@ class Pt2eSession(QuantSession):
 
     def quantized_module(self, fp32_layers: Collection[str] = ()) -> nn.Module:
         """convert_pt2e of the calibrated graph, without the observers only fp32 layers touch."""
+        from torchao.quantization.pt2e import PlaceholderObserver
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
         fp32_layers = {*fp32_layers, *self.pinned_fp32}
         keep = self._active_points([g.name for g in self.groups if g.name not in fp32_layers])
         gm = self._copy_prepared(fp32_layers)
+        quantized = {g.name for g in self.groups if g.name not in fp32_layers}
+        group_of = self._group_of()
         for n in list(gm.graph.nodes):
-            if n.name in self._points and n.name not in keep:
+            if n.name not in self._points:
+                continue
+            if n.name in keep and isinstance(gm.get_submodule(n.target), PlaceholderObserver):
+                # A tensor read by a dynamically quantized linear and by an fp32 one (q / k / v with
+                # one of them kept): the fp32 reader takes the fp32 tensor. Through the dynamic
+                # Q/DQ pair it would leave a dequantize XNNPACK does not take and ExecuTorch has
+                # no kernel for ("Missing out variants").
+                for user in list(n.users):
+                    if group_of.get(user.name) not in quantized:
+                        user.replace_input_with(n, n.args[0])
+            if n.name not in keep or not n.users:
                 n.replace_all_uses_with(n.args[0])
                 gm.graph.erase_node(n)
         gm.graph.lint()
