@@ -134,6 +134,11 @@ def keep_fp32_until(
                 f"simulated {sim_k:.1f} dB) but --max-fp32-layers is {max_fp32_layers}; most sensitive: {top}")
         measured = build(keep + names[:k])
         builds += 1
+        if math.isnan(measured):
+            raise MixedPrecisionError(
+                f"the program with {len(keep) + k} of {n} layers in fp32 gives non-finite outputs in the edge "
+                f"runtime (simulated {sim_k:.1f} dB): a bug in this program, not a precision the search can "
+                "trade; export without --quantize, or keep other layers in fp32 (--keep-fp32)")
         result.attempts.append({"fp32_layers": len(keep) + k, "simulated_db": _r(sim_k), "measured_db": _r(measured)})
         best = max(best, measured)
         if measured >= target_db:

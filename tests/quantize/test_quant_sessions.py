@@ -270,6 +270,9 @@ def test_search_says_why_it_cannot(search):
         run(every + 4, build_offsets=(-1.5, -3.0), max_builds=2)
     with pytest.raises(MixedPrecisionError, match="stays below .* misses the target even with all but one"):
         run(every + 4, build_offsets=(-200.0,))
+    # a program that computes NaN says so (max() had taken it for -inf)
+    with pytest.raises(MixedPrecisionError, match=r"layers in fp32 gives non-finite outputs"):
+        run(every + 4, build_offsets=(math.nan,))
 
 
 class _TokenMixer(nn.Module):
