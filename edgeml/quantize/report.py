@@ -189,8 +189,9 @@ def format_report(report: QuantReport, top: int | None = None) -> str:
                                                              else ""))
     lines.append(f"end to end, simulated: SQNR {report.simulated.sqnr_db:.1f} dB")
     if report.extra.get("norm_statistics_fp32"):
-        lines.append(f"{report.extra['norm_statistics_fp32']} LayerNorm means (the pass's averaging linears / 1x1 "
-                     "convs) stay fp32 under this scheme and are not listed")
+        lines.append(f"{report.extra['norm_statistics_fp32']} LayerNorm statistics and normalization ops (the "
+                     "averaging linears / 1x1 convs; under static int8 also the square, var + eps and the product "
+                     "with 1 / std) stay fp32 under this scheme and are not listed")
     shown = report.layers if top is None else report.layers[:top]
     lines.append(f"{len(report.layers)} quantized layers; output SQNR with only that layer quantized (simulated), "
                  "most damaging first:")
