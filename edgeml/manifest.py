@@ -12,7 +12,8 @@ Schema version 1 (see README "Manifest"):
     preprocessing   Preprocessing.to_dict() (+ "tiling" for tile encoders), or null
     outputs         [{name, shape, dtype, kind, labels}]
     quantization    {scheme, calibration: {images, source}, fp32_layers: [...], layers: {quantized, total},
-                    norm_statistics: {precision, layers} (.pte int8 with LayerNorms), mixed_precision}
+                    norm_statistics: {precision, layers} (.pte int8 with LayerNorms), constant_layers:
+                    {precision, layers} (layers computed from constants only), mixed_precision}
     delegation      {backend, delegated_nodes, total_nodes, share, portable_ops: {op: count}}
     parity          {reference, runtime, images, threshold_db, outputs: {name: metrics}}
     tools           {edgeml, torch, executorch, onnx, onnxruntime, python}

@@ -68,3 +68,35 @@ def test_an_fp32_linear_beside_dynamic_ones_reads_the_fp32_tensor():
         assert sqnr_db(exact, ran) > 30
     # keeping every layer in fp32 is the fp32 function
     assert sqnr_db(exact, session.simulate([], [x])[0][0]) > 100
+
+
+class LearnedQueries(nn.Module):
+    """Learned latents cross-attending to the input, as a Perceiver's (or a DETR's queries) do: the
+    queries' projection reads parameters only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latents = nn.Parameter(torch.randn(1, 8, 64))
+        self.q, self.kv, self.out = nn.Linear(64, 64), nn.Linear(64, 64), nn.Linear(64, 10)
+
+    def forward(self, x):
+        attention = torch.softmax(self.q(self.latents) @ self.kv(x).transpose(1, 2) / 8.0, dim=-1)
+        return self.out(attention @ x)
+
+
+def test_a_layer_on_constants_stays_fp32_and_folds():
+    from edgeml.export.pipeline import quantization_record
+
+    torch.manual_seed(0)
+    model = LearnedQueries().eval()
+    x = torch.randn(1, 50, 64)
+    for scheme, calibration in (("int8-dynamic", []), ("int8", [x])):
+        session = Pt2eSession(model, (x,), SCHEME_INFO[scheme], "minmax" if calibration else None, calibration)
+        assert session.constant_fp32 == ("q",) and "q" not in session.names and {"kv", "out"} <= set(session.names)
+        record = quantization_record(SCHEME_INFO[scheme], None, [], None, session, [], None, 32)
+        assert record["constant_layers"]["layers"] == ["q"]
+        # lowers (was: "Missing out variants", a dequantize of the folded constant XNNPACK did not take)
+        data, delegation = lower_to_pte(capture(session.quantized_module(), (x,)))
+        assert not [op for op in delegation.to_dict()["portable_ops"] if "quantize" in op or "qparams" in op]
+        with torch.no_grad():
+            assert sqnr_db(model(x), runner_from_bytes(data, "pte").run([x])[0]) > 25

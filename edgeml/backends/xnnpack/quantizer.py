@@ -123,6 +123,17 @@ def _consumers(gm: torch.fx.GraphModule, node: torch.fx.Node) -> list[torch.fx.N
     return out
 
 
+def _input_free_nodes(gm: torch.fx.GraphModule) -> set[str]:
+    """The nodes whose value does not depend on the graph's inputs (parameters, buffers and what is
+    computed from them alone)."""
+    free: set[str] = set()
+    for n in gm.graph.nodes:
+        if n.op == "get_attr" or (n.op in ("call_function", "call_module", "call_method")
+                                  and all(a.name in free for a in n.all_input_nodes)):
+            free.add(n.name)
+    return free
+
+
 def _normalization_nodes(gm: torch.fx.GraphModule) -> set[str]:
     """The nodes of each LayerNorm in the LayerNorm pass's form that stay fp32: the two means and
     what lies between the variance and the normalized value,
@@ -289,7 +300,16 @@ class Pt2eSession(QuantSession):
                         on_batch()
         self._all_groups, self._points = self._find_layers(self.prepared)
         normalization = set() if norm_statistics == "int8" else _normalization_nodes(self.prepared)
-        pinned = {g.name for g in self._all_groups if normalization & set(g.nodes)}
+        norm = {g.name for g in self._all_groups if normalization & set(g.nodes)}
+        # A layer computed from constants only (a linear on learned latents or queries) is folded
+        # to a constant at export: quantizing it adds error for nothing, and under int8-dynamic
+        # the fold leaves a dequantize of a constant that XNNPACK does not take ("Missing out
+        # variants": the Perceivers).
+        constant = _input_free_nodes(self.prepared)
+        folded = {g.name for g in self._all_groups if set(g.nodes) <= constant} - norm
+        self.norm_fp32 = tuple(g.name for g in self._all_groups if g.name in norm)
+        self.constant_fp32 = tuple(g.name for g in self._all_groups if g.name in folded)
+        pinned = norm | folded
         self.pinned_fp32 = tuple(g.name for g in self._all_groups if g.name in pinned)
         self.groups = [g for g in self._all_groups if g.name not in pinned]
         self._sim: torch.fx.GraphModule | None = None
