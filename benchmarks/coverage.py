@@ -613,7 +613,13 @@ def report(cache: Path, models: list[dict], skipped: list[dict]) -> None:
     for e in models:
         key = e["key"]
         R = {t: read_result(cache, key, t) for t in TOOLS}
-        med = (R["timing"] or {}).get("median_ms", {})
+        timing = R["timing"] or {}
+        found = timed_artifacts(cache, key)
+        stamps = _stamps(found)
+        # A program exported again after the timing has no time here (its cell stays empty).
+        med = {t: v for t, v in timing.get("median_ms", {}).items()
+               if found.get(t) == timing.get("artifacts", {}).get(t)
+               and stamps.get(t) == (timing.get("stamps") or {}).get(t)}
 
         def ms(tool: str, med: dict = med) -> str:
             return f"{med[tool]:.1f}" if tool in med else ""
