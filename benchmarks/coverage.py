@@ -400,7 +400,14 @@ def timed_artifacts(cache: Path, key: str) -> dict[str, str]:
 
 
 def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) -> dict:
-    """Every artifact of the model, one inference each per round, in rotating order (ORT not spinning)."""
+    """Every artifact of the model, one inference each per round, in rotating order (ORT not spinning).
+
+    Half of the rounds load the programs in one order and half in the reverse order: in one
+    process the program loaded first ran 1 - 4% slower than the same XNNPACK graph loaded after it
+    (ResNet: 1.024 with edgeml's loaded first, 0.986 with ExecuTorch-by-hand's), which had made
+    the loading order look like a difference between the tools."""
+    import gc
+
     import torch
 
     from edgeml.profile.compare import interleaved_order
@@ -409,30 +416,35 @@ def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) 
     found = timed_artifacts(cache, entry["key"])
     if not found:
         return {"ok": False, "stage": "timing", "error": "no artifact to time", "artifacts": {}}
-    runners, inputs = [], []
-    for tool, path in found.items():
-        if tool.startswith("edgeml"):
-            runner = make_runner(path, threads=threads, spinning=False)
-        else:
-            runner = PteRunner(path, threads=threads)
-        x = [torch.randn(*runner.input_shapes[0])]
-        runner.run(x)
-        runners.append(runner)
-        inputs.append(x)
-    t = time.perf_counter()
-    for r, x in zip(runners, inputs):
-        r.run(x)
-    per_round = time.perf_counter() - t
-    rounds = max(5, min(30, int(budget_s / max(per_round, 1e-3))))
-    samples: list[list[float]] = [[] for _ in runners]
-    for i in range(rounds):
-        for k in interleaved_order(i, len(runners)):
+    tools = list(found)
+    samples: dict[str, list[float]] = {tool: [] for tool in tools}
+    rounds = None
+    for order in (tools, tools[::-1]):
+        runners, inputs = {}, {}
+        for tool in order:
+            path = found[tool]
+            runners[tool] = (make_runner(path, threads=threads, spinning=False) if tool.startswith("edgeml")
+                             else PteRunner(path, threads=threads))
+            inputs[tool] = [torch.randn(*runners[tool].input_shapes[0])]
+            runners[tool].run(inputs[tool])
+        if rounds is None:
             t = time.perf_counter()
-            runners[k].run(inputs[k])
-            samples[k].append((time.perf_counter() - t) * 1e3)
-    return {"ok": True, "artifacts": found, "stamps": _stamps(found), "rounds": rounds, "threads": threads,
-            "load": _load(), "median_ms": {tool: round(statistics.median(s), 3) for tool, s in zip(found, samples)},
-            "samples_ms": {tool: [round(v, 3) for v in s] for tool, s in zip(found, samples)}}
+            for tool in tools:
+                runners[tool].run(inputs[tool])
+            per_round = time.perf_counter() - t
+            rounds = max(3, min(15, int(budget_s / 2 / max(per_round, 1e-3))))
+        for i in range(rounds):
+            for k in interleaved_order(i, len(tools)):
+                tool = tools[k]
+                t = time.perf_counter()
+                runners[tool].run(inputs[tool])
+                samples[tool].append((time.perf_counter() - t) * 1e3)
+        del runners, inputs
+        gc.collect()
+    return {"ok": True, "artifacts": found, "stamps": _stamps(found), "rounds": 2 * rounds, "threads": threads,
+            "load_orders": [tools, tools[::-1]], "load": _load(),
+            "median_ms": {tool: round(statistics.median(s), 3) for tool, s in samples.items()},
+            "samples_ms": {tool: [round(v, 3) for v in s] for tool, s in samples.items()}}
 
 
 def paired_ratio(timing: dict, a: str, b: str) -> tuple[float, float, float] | None:
