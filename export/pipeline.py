@@ -530,13 +530,11 @@ def quantization_record(scheme: Any, observer: str | None, calibration_paths: Se
     record["fp32_layers"] = list(fp32_layers)
     if session is not None:
         record["layers"] = {"quantized": len(session.groups) - len(fp32_layers), "total": len(session.groups)}
-        if getattr(session, "pinned_fp32", None):
-            # Not counted in "total": the scheme never quantizes them (``Pt2eSession``'s docstring).
-            norm = getattr(session, "norm_fp32", session.pinned_fp32)
-            if norm:
-                record["norm_statistics"] = {"precision": "fp32", "layers": len(norm)}
-            if getattr(session, "constant_fp32", None):
-                record["constant_layers"] = {"precision": "fp32 (folded at export)", "layers": list(session.constant_fp32)}
+        # Not counted in "total": the scheme never quantizes them (``Pt2eSession``'s docstring).
+        if session.norm_fp32:
+            record["norm_statistics"] = {"precision": "fp32", "layers": len(session.norm_fp32)}
+        if session.constant_fp32:
+            record["constant_layers"] = {"precision": "fp32 (folded at export)", "layers": list(session.constant_fp32)}
     if mixed is not None:
         record["mixed_precision"] = mixed.to_dict()
     return record

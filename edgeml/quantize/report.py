@@ -132,8 +132,7 @@ def quantize_report(
         images=[path.name for path in state.verify_paths], layers=ranking, simulated=simulated, parity=parity,
         runtime=state.backend.runtime, plan=plan,
         extra={**({"group_size": group_size} if state.scheme.name == "8da4w" else {}),
-               **({"norm_statistics_fp32": len(getattr(session, "norm_fp32", session.pinned_fp32))}
-                  if getattr(session, "norm_fp32", getattr(session, "pinned_fp32", None)) else {})},
+               **({"norm_statistics_fp32": len(session.norm_fp32)} if session.norm_fp32 else {})},
     )
 
 

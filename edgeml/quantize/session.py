@@ -56,8 +56,10 @@ class QuantSession:
     observer: str | None
     groups: list[LayerGroup]
     # Layers the scheme leaves in fp32 whatever the caller asks (not in ``groups``): see
-    # ``Pt2eSession``'s LayerNorm statistics.
+    # ``Pt2eSession``'s LayerNorm statistics. ``pinned_fp32`` is the two kinds together.
     pinned_fp32: tuple[str, ...] = ()
+    norm_fp32: tuple[str, ...] = ()  # a LayerNorm's statistics and normalization
+    constant_fp32: tuple[str, ...] = ()  # computed from constants only: folded at export
 
     @property
     def names(self) -> list[str]:
