@@ -92,9 +92,7 @@ def _weight_target(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | None:
     'features.3.conv.1.0.weight'; None for an op without one."""
     if len(node.args) < 2 or not isinstance(node.args[1], torch.fx.Node):
         return None
-    w = node.args[1]
-    if _is_observer(gm, w):
-        w = w.args[0]
+    w = _producer(gm, node.args[1])
     return str(w.target) if w.op == "get_attr" else None
 
 
@@ -311,6 +309,7 @@ class Pt2eSession(QuantSession):
         self.constant_fp32 = tuple(g.name for g in self._all_groups if g.name in folded)
         pinned = norm | folded
         self.pinned_fp32 = tuple(g.name for g in self._all_groups if g.name in pinned)
+        self._group_of = {node: g.name for g in self._all_groups for node in g.nodes}
         self.groups = [g for g in self._all_groups if g.name not in pinned]
         self._sim: torch.fx.GraphModule | None = None
 
@@ -372,15 +371,12 @@ class Pt2eSession(QuantSession):
         q = set(quantized)
         return {p for p, adj in self._points.items() if adj & q or (not adj and q)}
 
-    def _group_of(self) -> dict[str, str]:
-        return {node: g.name for g in self._all_groups for node in g.nodes}
-
     def _simulator(self) -> torch.fx.GraphModule:
         from torchao.quantization.pt2e import PlaceholderObserver
 
         if self._sim is None:
             gm = copy.deepcopy(self.prepared)
-            group_of = self._group_of()
+            group_of = self._group_of
             for i, n in enumerate(list(gm.graph.nodes)):
                 if n.name not in self._points:
                     continue
@@ -458,7 +454,7 @@ class Pt2eSession(QuantSession):
         keep = self._active_points([g.name for g in self.groups if g.name not in fp32_layers])
         gm = self._copy_prepared(fp32_layers)
         quantized = {g.name for g in self.groups if g.name not in fp32_layers}
-        group_of = self._group_of()
+        group_of = self._group_of
         for n in list(gm.graph.nodes):
             if n.name not in self._points:
                 continue
