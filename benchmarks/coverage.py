@@ -18,11 +18,15 @@ directory, as a user would:
 
 Then every ``.pte`` of the model and ONNX Runtime on edgeml's ``.onnx`` are timed alternately in
 one run (ORT's spinning threads off, as ``edgeml profile --compare`` does). Each step runs in a
-child process (a crash or a hang costs that step only) and its result is a JSON file in the
-cache, so an interrupted run resumes. Run:
+child process (a crash or a hang costs that step only) and its result is a JSON file in
+``benchmarks/coverage_results`` (committed; the report reads nothing else), so an interrupted run
+resumes, here or on another machine. The saved models, the programs and the logs go to the cache
+(``~/.cache/edgeml/coverage``); where the cache lacks a model it is saved again (deterministic for
+the list's seed), and timing needs the programs, so on a new machine ``--tools ...,timing --rerun``
+exports them again. Run:
 
     nice -n 19 python benchmarks/coverage.py [--models a,b] [--tools t1,t2] [--cache DIR]
-        [--threads 2] [--report-only]
+        [--results DIR] [--threads 2] [--rerun] [--report-only]
 
 Steps run tool by tool across all models (edgeml fp32 .pte and .onnx first, then int8, then the
 peers), so a partial run still covers every model for the first tools.
@@ -49,6 +53,11 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
 LIST = HERE / "coverage_models.json"
 DEFAULT_CACHE = Path.home() / ".cache" / "edgeml" / "coverage"
+# The record of every step (small JSON files, committed): the report is made from these alone, so the
+# table survives the cache (models, programs, logs: gigabytes, one machine's) and a run resumes on
+# another machine with the steps it lacks.
+DEFAULT_RESULTS = HERE / "coverage_results"
+RESULTS = DEFAULT_RESULTS
 OPTIMUM_VENV = Path.home() / ".cache" / "edgeml" / "optimum-venv"
 OPTIMUM_PINS = ("torch==2.13.0", "optimum-executorch==1.1.0")
 TOOLS = ("save", "ceiling", "edgeml-pte", "edgeml-onnx", "timing", "edgeml-pte-int8", "executorch", "optimum")
@@ -63,17 +72,17 @@ def load_list() -> dict:
     return json.loads(LIST.read_text())
 
 
-def result_path(cache: Path, key: str, tool: str) -> Path:
-    return cache / "results" / key / f"{tool}.json"
+def result_path(key: str, tool: str) -> Path:
+    return RESULTS / key / f"{tool}.json"
 
 
-def read_result(cache: Path, key: str, tool: str) -> dict | None:
-    p = result_path(cache, key, tool)
+def read_result(key: str, tool: str) -> dict | None:
+    p = result_path(key, tool)
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def write_result(cache: Path, key: str, tool: str, result: dict) -> None:
-    p = result_path(cache, key, tool)
+def write_result(key: str, tool: str, result: dict) -> None:
+    p = result_path(key, tool)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1, default=str))
@@ -132,7 +141,7 @@ def step_save(entry: dict, cache: Path, seed: int) -> dict:
 
         shutil.rmtree(out)
     tmp.replace(out)
-    return {"ok": True, "params_m": round(params / 1e6, 1)}
+    return {"ok": True, "params_m": round(params / 1e6, 1), "input_size": input_size(entry, cache)}
 
 
 CONV_NORM_SHIFT = 2.0
@@ -203,9 +212,17 @@ def step_edgeml(entry: dict, cache: Path, fmt: str, quantize: str) -> dict:
     m = art.manifest
     return {"ok": True, "path": str(art.path), "seconds": round(art.export_seconds, 1),
             "size_mb": round(art.size_bytes / 1e6, 2), "delegation": m.delegation,
+            "quantization": _quantization_summary(m.quantization),
             "worst_sqnr_db": m.parity.get("worst_sqnr_db"), "top1": _top1(m.parity),
             "input_shape": list(m.inputs[0].shape), "preprocessing": m.preprocessing,
             "warnings": list(art.warnings)}
+
+
+def _quantization_summary(quantization: dict | None) -> dict | None:
+    """The manifest's scheme and layer counts: the "int8 layers" column, without the program."""
+    if not quantization:
+        return None
+    return {"scheme": quantization.get("scheme"), "layers": quantization.get("layers")}
 
 
 def _top1(parity: dict) -> float | None:
@@ -267,7 +284,7 @@ def _preprocessing(entry: dict, cache: Path):
     from edgeml.images import Preprocessing
     from edgeml.models._registry import IMAGENET_MEAN, IMAGENET_STD
 
-    edg = read_result(cache, entry["key"], "edgeml-pte") or read_result(cache, entry["key"], "edgeml-onnx") or {}
+    edg = read_result(entry["key"], "edgeml-pte") or read_result(entry["key"], "edgeml-onnx") or {}
     if edg.get("ok"):  # the same photos, prepared the same way as for edgeml's parity
         return Preprocessing.from_dict(edg["preprocessing"])
     return Preprocessing.for_resolution(input_size(entry, cache), IMAGENET_MEAN, IMAGENET_STD)
@@ -390,10 +407,10 @@ def step_optimum(entry: dict, cache: Path) -> dict:
 ARTIFACT_TOOLS = ("edgeml-pte", "edgeml-pte-int8", "executorch", "optimum", "edgeml-onnx")
 
 
-def timed_artifacts(cache: Path, key: str) -> dict[str, str]:
+def timed_artifacts(key: str) -> dict[str, str]:
     found = {}
     for tool in ARTIFACT_TOOLS:
-        r = read_result(cache, key, tool)
+        r = read_result(key, tool)
         if r and r.get("ok") and r.get("path") and Path(r["path"]).is_file():
             found[tool] = r["path"]
     return found
@@ -413,7 +430,7 @@ def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) 
     from edgeml.profile.compare import interleaved_order
     from edgeml.runtime.runners import PteRunner, make_runner
 
-    found = timed_artifacts(cache, entry["key"])
+    found = timed_artifacts(entry["key"])
     if not found:
         return {"ok": False, "stage": "timing", "error": "no artifact to time", "artifacts": {}}
     tools = list(found)
@@ -441,7 +458,8 @@ def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) 
                 samples[tool].append((time.perf_counter() - t) * 1e3)
         del runners, inputs
         gc.collect()
-    return {"ok": True, "artifacts": found, "stamps": _stamps(found), "rounds": 2 * rounds, "threads": threads,
+    return {"ok": True, "artifacts": found, "exports": _export_dates(entry["key"], found), "rounds": 2 * rounds,
+            "threads": threads,
             "load_orders": [tools, tools[::-1]], "load": _load(),
             "median_ms": {tool: round(statistics.median(s), 3) for tool, s in samples.items()},
             "samples_ms": {tool: [round(v, 3) for v in s] for tool, s in samples.items()}}
@@ -463,9 +481,9 @@ def paired_ratio(timing: dict, a: str, b: str) -> tuple[float, float, float] | N
     return ratios[k], statistics.median(ratios), ratios[n - 1 - k]
 
 
-def _stamps(found: dict[str, str]) -> dict[str, float]:
-    """When each timed artifact was written: a re-export makes the timing stale."""
-    return {tool: Path(path).stat().st_mtime for tool, path in found.items()}
+def _export_dates(key: str, tools) -> dict[str, str | None]:
+    """When each timed program was exported (its result's date): a re-export makes the timing stale."""
+    return {tool: (read_result(key, tool) or {}).get("date") for tool in tools}
 
 
 def run_step(entry: dict, cache: Path, tool: str, seed: int, threads: int) -> dict:
@@ -500,19 +518,19 @@ def worker(key: str, tool: str, cache: Path, threads: int) -> None:
         result = {"ok": False, "stage": tool, "error": f"crash: {type(e).__name__}: {first_line(e)}",
                   "traceback": traceback.format_exc()[-2000:]}
     result["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    write_result(cache, key, tool, result)
+    write_result(key, tool, result)
 
 
 # -- orchestration -------------------------------------------------------------------------------------
 
 
 def needs_run(entry: dict, cache: Path, tool: str) -> bool:
-    r = read_result(cache, entry["key"], tool)
+    r = read_result(entry["key"], tool)
     if tool == "timing":
         # Timed again whenever the artifacts changed (a peer or int8 exported since, or one re-exported).
-        found = timed_artifacts(cache, entry["key"])
+        found = timed_artifacts(entry["key"])
         return bool(found) and (set(found) != set((r or {}).get("artifacts", {}))
-                                or _stamps(found) != (r or {}).get("stamps"))
+                                or _export_dates(entry["key"], found) != (r or {}).get("exports"))
     if r is None:
         return True
     return tool != "save" and not (model_dir(cache, entry["key"]) / "config.json").is_file()
@@ -520,7 +538,7 @@ def needs_run(entry: dict, cache: Path, tool: str) -> bool:
 
 def spawn(entry: dict, cache: Path, tool: str, threads: int) -> None:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", entry["key"], tool, "--cache", str(cache),
-           "--threads", str(threads)]
+           "--results", str(RESULTS), "--threads", str(threads)]
     log = cache / "logs" / f"{entry['key']}.{tool}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
@@ -530,11 +548,11 @@ def spawn(entry: dict, cache: Path, tool: str, threads: int) -> None:
             rc = proc.returncode
         except subprocess.TimeoutExpired:
             rc = None
-    if rc != 0 and read_result(cache, entry["key"], tool) is None or rc is None:
+    if rc != 0 and read_result(entry["key"], tool) is None or rc is None:
         tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-1:] or [""]
         why = f"timed out after {STEP_TIMEOUT_S} s" if rc is None else f"the process died (exit {rc}): {tail[0][:200]}"
-        write_result(cache, entry["key"], tool, {"ok": False, "stage": tool, "error": why})
-    r = read_result(cache, entry["key"], tool) or {}
+        write_result(entry["key"], tool, {"ok": False, "stage": tool, "error": why})
+    r = read_result(entry["key"], tool) or {}
     status = "ok" if r.get("ok") else f"FAILED {r.get('stage')}: {r.get('error')}"
     extra = f" {r.get('worst_sqnr_db')} dB" if r.get("worst_sqnr_db") is not None else ""
     print(f"  {entry['key']} {tool}: {status}{extra} ({time.perf_counter() - t:.0f} s, load {_load()})", flush=True)
@@ -575,10 +593,7 @@ def _int8_layers(r: dict | None) -> str:
     where the mixed-precision search kept some in fp32."""
     if not r or not r.get("ok"):
         return ""
-    manifest = Path(r["path"]).with_suffix(".json")
-    if not manifest.is_file():
-        return ""
-    quantization = json.loads(manifest.read_text()).get("quantization") or {}
+    quantization = r.get("quantization") or {}
     layers = quantization.get("layers") or {}
     text = f"{layers['quantized']}/{layers['total']}" if "quantized" in layers else ""
     return text + " dynamic" if quantization.get("scheme") == "int8-dynamic" else text
@@ -624,14 +639,12 @@ def report(cache: Path, models: list[dict], skipped: list[dict]) -> None:
     rows, ratios_hand, failures = [], [], []
     for e in models:
         key = e["key"]
-        R = {t: read_result(cache, key, t) for t in TOOLS}
+        R = {t: read_result(key, t) for t in TOOLS}
         timing = R["timing"] or {}
-        found = timed_artifacts(cache, key)
-        stamps = _stamps(found)
         # A program exported again after the timing has no time here (its cell stays empty).
+        exported = _export_dates(key, timing.get("median_ms", {}))
         med = {t: v for t, v in timing.get("median_ms", {}).items()
-               if found.get(t) == timing.get("artifacts", {}).get(t)
-               and stamps.get(t) == (timing.get("stamps") or {}).get(t)}
+               if exported.get(t) is not None and exported.get(t) == (timing.get("exports") or {}).get(t)}
 
         def ms(tool: str, med: dict = med) -> str:
             return f"{med[tool]:.1f}" if tool in med else ""
@@ -643,8 +656,8 @@ def report(cache: Path, models: list[dict], skipped: list[dict]) -> None:
             ratios_hand.append((key, med["edgeml-pte"] / med["executorch"],
                                 paired_ratio(R["timing"] or {}, "edgeml-pte", "executorch")))
         save = R["save"] or {}
-        size = ""
-        if (model_dir(cache, key) / "config.json").is_file():
+        size = str(save.get("input_size") or "")
+        if not size and (model_dir(cache, key) / "config.json").is_file():
             size = str(input_size(e, cache))
         ceiling = (R["ceiling"] or {}).get("fp32_vs_fp64_db", "")
         amplified = (R["ceiling"] or {}).get("input_noise_60db_out_db", "")
@@ -669,15 +682,15 @@ def report(cache: Path, models: list[dict], skipped: list[dict]) -> None:
           + "; ".join(f"{s['key']} ({s['skip']})" for s in skipped))
 
     def line(tool: str, label: str, db: float, pte: bool) -> None:
-        ran = [e for e in models if read_result(cache, e["key"], tool) is not None]
-        good = [e for e in ran if passes(read_result(cache, e["key"], tool), db, pte)]
+        ran = [e for e in models if read_result(e["key"], tool) is not None]
+        good = [e for e in ran if passes(read_result(e["key"], tool), db, pte)]
         what = "every compute op in XNNPACK and " if pte else ""
         print(f"{label}: {len(good)}/{n} of the list ({len(good)}/{len(ran)} of those run) export with "
               f"{what}worst-image SQNR >= {db:.0f} dB")
 
     for tool, label in (("edgeml-pte", "edgeml .pte fp32"), ("executorch", "ExecuTorch by hand"),
                         ("optimum", "optimum-executorch")):
-        done = [r for r in (read_result(cache, e["key"], tool) for e in models) if r and r.get("ok")]
+        done = [r for r in (read_result(e["key"], tool) for e in models) if r and r.get("ok")]
         whole = [r for r in done if not (r.get("delegation") or {}).get("portable_ops", {"?": 1})]
         if done:
             print(f"{label}: {len(whole)}/{len(done)} of the programs it wrote leave no op at all to the portable "
@@ -711,7 +724,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", help="comma-separated keys of coverage_models.json (default: all)")
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, in this order: {','.join(TOOLS)}")
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                    help="the saved models, the programs and the logs (default: %(default)s)")
+    ap.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                    help="each step's result, which the report reads (default: benchmarks/coverage_results)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rerun", action="store_true", help="run the chosen steps again even if cached")
     ap.add_argument("--report-only", action="store_true")
@@ -719,6 +735,8 @@ def main() -> None:
     ap.add_argument("--worker", nargs=2, metavar=("KEY", "TOOL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     cache = args.cache.expanduser().resolve()
+    global RESULTS
+    RESULTS = args.results.expanduser().resolve()
     if args.worker:
         worker(args.worker[0], args.worker[1], cache, args.threads)
         return
@@ -753,13 +771,14 @@ def main() -> None:
             print(f"{tool}:", flush=True)
             for entry in order:
                 if tool != "save" and not (model_dir(cache, entry["key"]) / "config.json").is_file():
-                    if "save" not in tools or read_result(cache, entry["key"], "save") is not None:
-                        continue  # not saved, or saving failed
-                    spawn(entry, cache, "save", args.threads)  # saved when first needed
+                    saved = read_result(entry["key"], "save")
+                    if saved is not None and not saved.get("ok"):
+                        continue  # saving failed
+                    spawn(entry, cache, "save", args.threads)  # saved (again: it is deterministic) when first needed
                     if not (model_dir(cache, entry["key"]) / "config.json").is_file():
                         continue
                 cached_steps = ("ceiling", "edgeml-pte", "edgeml-onnx", "edgeml-pte-int8", "executorch", "optimum")
-                if tool in cached_steps and not (args.rerun or read_result(cache, entry["key"], tool) is None):
+                if tool in cached_steps and not (args.rerun or read_result(entry["key"], tool) is None):
                     continue
                 if tool == "save" and not args.rerun and (model_dir(cache, entry["key"]) / "config.json").is_file():
                     continue
