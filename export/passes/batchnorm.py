@@ -2,12 +2,15 @@
 
 Generic over architectures: the model is traced once with ``torch.export`` to find, from the
 data flow rather than from module names, every ``conv -> batch_norm`` pair (the conv's output
-feeds only that BN) and every ``batch_norm -> linear`` pair (MobileMamba's ``BN_Linear`` head);
+feeds only that BN), every ``linear -> batch_norm`` pair, also through reshapes that only merge
+or split the leading dimensions (LeViT's ``linear -> flatten(0, 1) -> BatchNorm1d``, over the
+linear's features), and every ``batch_norm -> linear`` pair (MobileMamba's ``BN_Linear`` head);
 the folding itself is done on the ``nn.Module`` parameters, and the BN module becomes
 ``nn.Identity``. A BN or conv module called more than once is left alone (folding it would
 change the other call sites). The input is not modified.
 
     conv -> BN:   W' = W * s[:, None, None, None],  b' = (b - mean) * s + beta
+    linear -> BN: W' = W * s[:, None],              b' = (b - mean) * s + beta
     BN -> linear: W' = W * s[None, :],              b' = b + W @ (beta - mean * s)
     with s = gamma / sqrt(var + eps)
 """
@@ -25,6 +28,7 @@ aten = torch.ops.aten
 
 _CONV_TARGETS = {aten.conv2d.default, aten.conv1d.default, aten.convolution.default}
 _LINEAR_TARGETS = {aten.linear.default}
+_RESHAPE_TARGETS = {aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.flatten.using_ints}
 
 
 def _is_batch_norm(node: torch.fx.Node) -> bool:
@@ -34,6 +38,7 @@ def _is_batch_norm(node: torch.fx.Node) -> bool:
 @dataclass(frozen=True)
 class FoldPlan:
     conv_bn: list[tuple[str, str]]  # (conv module path, bn module path)
+    linear_bn: list[tuple[str, str]]  # (linear module path, bn module path)
     bn_linear: list[tuple[str, str]]  # (bn module path, linear module path)
 
 
@@ -41,7 +46,7 @@ def find_batchnorm_folds(model: nn.Module, example_inputs: tuple) -> FoldPlan:
     """Locate foldable pairs by tracing ``model`` (which is not changed); a model without
     BatchNorm is not traced. A model torch.export cannot capture is a LoweringError."""
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        return FoldPlan([], [])
+        return FoldPlan([], [], [])
     from edgeml.export import capture
 
     ep = capture(model, example_inputs)
@@ -55,7 +60,7 @@ def find_batchnorm_folds(model: nn.Module, example_inputs: tuple) -> FoldPlan:
     # How many times each parameter is consumed: shared modules must not be folded.
     uses = Counter(owner[n.name] for n in ep.graph.nodes if n.op == "placeholder" and n.name in owner
                    for _ in n.users)
-    conv_bn, bn_linear = [], []
+    conv_bn, linear_bn, bn_linear = [], [], []
     for node in ep.graph.nodes:
         if not _is_batch_norm(node):
             continue
@@ -68,6 +73,12 @@ def find_batchnorm_folds(model: nn.Module, example_inputs: tuple) -> FoldPlan:
             if conv_path and uses[f"{conv_path}.weight"] == 1:
                 conv_bn.append((conv_path, bn_path))
                 continue
+        lin = _linear_over_features(node)
+        if lin is not None:
+            lin_path = module_of(lin.args[1])
+            if lin_path and uses[f"{lin_path}.weight"] == 1:
+                linear_bn.append((lin_path, bn_path))
+                continue
         out = _bn_output(node)
         if out is not None and len(out.users) == 1:
             (user,) = out.users
@@ -75,7 +86,43 @@ def find_batchnorm_folds(model: nn.Module, example_inputs: tuple) -> FoldPlan:
                 lin_path = module_of(user.args[1])
                 if lin_path and uses[f"{lin_path}.weight"] == 1:
                     bn_linear.append((bn_path, lin_path))
-    return FoldPlan(conv_bn, bn_linear)
+    return FoldPlan(conv_bn, linear_bn, bn_linear)
+
+
+def _linear_over_features(bn: torch.fx.Node) -> torch.fx.Node | None:
+    """The linear whose output features this BN normalizes, or None.
+
+    The BN must read a 2-D (rows, features) tensor: its channels are then the last dimension, the
+    linear's output features. Between the two only reshapes that keep that last dimension (merging
+    or splitting leading ones), each the only reader of its input."""
+    src = bn.args[0]
+    shape = getattr(src.meta.get("val"), "shape", None) if isinstance(src, torch.fx.Node) else None
+    if shape is None or len(shape) != 2:
+        return None
+    features = shape[-1]
+    while isinstance(src, torch.fx.Node) and src.target in _RESHAPE_TARGETS:
+        parent = src.args[0]
+        if not isinstance(parent, torch.fx.Node) or len(_value_readers(parent)) != 1:
+            return None
+        val = parent.meta.get("val")
+        if val is None or val.dim() < 1 or val.shape[-1] != features:
+            return None
+        if src.target is aten.flatten.using_ints and (src.args[2] if len(src.args) > 2 else -1) in (-1, val.dim() - 1):
+            return None  # a flatten into the last dimension changes what the last dimension is
+        src = parent
+    if not isinstance(src, torch.fx.Node) or src.target not in _LINEAR_TARGETS or len(_value_readers(src)) != 1:
+        return None
+    return src
+
+
+_SHAPE_OF_SECOND = {aten.reshape_as.default, aten.view_as.default, aten.expand_as.default}
+
+
+def _value_readers(node: torch.fx.Node) -> list[torch.fx.Node]:
+    """The users that read ``node``'s values, not only its shape (``y.reshape_as(node)``, ``node.size(0)``)."""
+    return [u for u in node.users
+            if not (u.target is aten.sym_size.int
+                    or (u.target in _SHAPE_OF_SECOND and u.args[1] is node and u.args[0] is not node))]
 
 
 def _bn_output(node: torch.fx.Node) -> torch.fx.Node | None:
@@ -114,6 +161,16 @@ def fold_batchnorm(model: nn.Module, example_inputs: tuple) -> nn.Module:
         if conv.bias is None:
             conv.bias = nn.Parameter(torch.empty(w.shape[0], dtype=conv.weight.dtype))
         conv.bias.copy_((b * s + t).to(conv.bias.dtype))
+        _replace(model, bn_path, nn.Identity())
+    for lin_path, bn_path in plan.linear_bn:
+        lin, bn = model.get_submodule(lin_path), model.get_submodule(bn_path)
+        s, t = _bn_scale_shift(bn)
+        w = lin.weight.double()
+        b = lin.bias.double() if lin.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+        lin.weight.copy_((w * s.view(-1, 1)).to(lin.weight.dtype))
+        if lin.bias is None:
+            lin.bias = nn.Parameter(torch.empty(w.shape[0], dtype=lin.weight.dtype))
+        lin.bias.copy_((b * s + t).to(lin.bias.dtype))
         _replace(model, bn_path, nn.Identity())
     for bn_path, lin_path in plan.bn_linear:
         bn, lin = model.get_submodule(bn_path), model.get_submodule(lin_path)

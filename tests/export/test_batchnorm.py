@@ -66,3 +66,46 @@ def test_shared_bn_is_not_folded():
     folded = fold_batchnorm(m, (x,))
     assert isinstance(folded.bn, nn.BatchNorm2d)
     torch.testing.assert_close(folded(x), m(x))
+
+
+class _LinearFlattenBN(nn.Module):
+    """A linear over tokens whose BatchNorm1d normalizes its features with the tokens as rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 6)
+        self.bn = nn.BatchNorm1d(6)
+
+    def forward(self, x):  # (B, T, 8)
+        y = self.lin(x)
+        return self.bn(y.flatten(0, 1)).reshape_as(y)
+
+
+class _LinearTransposeBN(nn.Module):
+    """BatchNorm1d over the tokens of a linear's output (N, C, L): not the linear's features."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 6)
+        self.bn = nn.BatchNorm1d(5)
+
+    def forward(self, x):  # (B, 5, 8)
+        return self.bn(self.lin(x))
+
+
+def test_fold_bn_into_preceding_linear_through_a_reshape():
+    m = _LinearFlattenBN().eval()
+    _randomize_bn(m)
+    x = torch.randn(2, 5, 8)
+    folded = fold_batchnorm(m, (x,))
+    assert isinstance(folded.bn, nn.Identity)
+    torch.testing.assert_close(folded(x), m(x), rtol=1e-5, atol=1e-6)
+
+
+def test_bn_over_another_dimension_than_the_linear_features_is_not_folded():
+    m = _LinearTransposeBN().eval()
+    _randomize_bn(m)
+    x = torch.randn(2, 5, 8)
+    folded = fold_batchnorm(m, (x,))
+    assert isinstance(folded.bn, nn.BatchNorm1d)
+    torch.testing.assert_close(folded(x), m(x))
