@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 import torch
 
 from edgeml.quantize.session import QuantSession
-from edgeml.runtime.metrics import sqnr_db
 
 LayerProgress = Callable[[int, int], None]  # (done, total)
 
@@ -39,20 +38,51 @@ class Score:
         return {k: _round(v) for k, v in asdict(self).items()}
 
 
+class ScoreSums:
+    """A ``Score`` built one image at a time: the sums behind each output's SQNR over all images, the
+    worst single image and the top-1 matches, so that no image's outputs need to be kept."""
+
+    def __init__(self, *, logits: bool) -> None:
+        self.logits = logits
+        self.signal: list[float] = []
+        self.noise: list[float] = []
+        self.worst = math.inf
+        self.matches = self.rows = 0
+
+    def add(self, ref: Sequence[torch.Tensor], out: Sequence[torch.Tensor]) -> None:
+        if not self.signal:
+            self.signal, self.noise = [0.0] * len(ref), [0.0] * len(ref)
+        for k, (r, o) in enumerate(zip(ref, out, strict=True)):
+            r, o = r.double(), o.double()
+            signal, noise = r.pow(2).sum().item(), (r - o).pow(2).sum().item()
+            self.signal[k] += signal
+            self.noise[k] += noise
+            self.worst = min(self.worst, _db(signal, noise))
+        if self.logits:
+            r, o = ref[0].flatten(1), out[0].flatten(1)
+            self.matches += int((r.argmax(1) == o.argmax(1)).sum())
+            self.rows += r.shape[0]
+
+    def score(self) -> Score:
+        aggregate = min(_db(s, n) for s, n in zip(self.signal, self.noise))
+        top1 = self.matches / self.rows if self.logits and self.rows else None
+        return Score(aggregate, min(aggregate, self.worst), top1)
+
+
+def _db(signal: float, noise: float) -> float:
+    """``sqnr_db`` from its two sums."""
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
 def score(refs: Sequence[Sequence[torch.Tensor]], outs: Sequence[Sequence[torch.Tensor]], *, logits: bool) -> Score:
-    aggregate, worst = math.inf, math.inf
-    for k in range(len(refs[0])):
-        ref = torch.cat([r[k].float() for r in refs])
-        out = torch.cat([o[k].float() for o in outs])
-        s = sqnr_db(ref, out)
-        aggregate = min(aggregate, s)
-        worst = min(worst, s, *(sqnr_db(r[k], o[k]) for r, o in zip(refs, outs)))
-    top1 = None
-    if logits:
-        ref = torch.cat([r[0].flatten(1) for r in refs])
-        out = torch.cat([o[0].flatten(1) for o in outs])
-        top1 = float((ref.argmax(1) == out.argmax(1)).double().mean())
-    return Score(aggregate, worst, top1)
+    sums = ScoreSums(logits=logits)
+    for ref, out in zip(refs, outs, strict=True):
+        sums.add(ref, out)
+    return sums.score()
 
 
 @dataclass(frozen=True)
@@ -71,12 +101,22 @@ class LayerSensitivity:
 def layer_sensitivity(session: QuantSession, inputs: Sequence[torch.Tensor],
                       refs: Sequence[Sequence[torch.Tensor]], *, logits: bool,
                       on_layer: LayerProgress | None = None) -> list[LayerSensitivity]:
-    """Every layer of ``session`` quantized alone; most damaging (lowest SQNR) first."""
-    scores = []
-    for i, group in enumerate(session.groups):
-        scores.append((group, score(refs, session.simulate([group.name], inputs), logits=logits)))
-        if on_layer:
-            on_layer(i + 1, len(session.groups))
+    """Every layer of ``session`` quantized alone; most damaging (lowest SQNR) first.
+
+    The runs come from ``session.simulate_alone``, in whatever order it produces them (a session
+    may go image by image, reusing the fp32 values upstream of each layer); ``on_layer`` counts
+    layers done, in units of all images."""
+    n = len(session.groups)
+    sums = {g.name: ScoreSums(logits=logits) for g in session.groups}
+    runs, reported = 0, 0
+    for i, name, outs in session.simulate_alone(inputs):
+        sums[name].add(refs[i], outs)
+        runs += 1
+        done = runs // len(inputs)
+        if on_layer and done > reported:
+            reported = done
+            on_layer(done, n)
+    scores = [(g, sums[g.name].score()) for g in session.groups]
     noise = [_noise(s.sqnr_db) for _, s in scores]
     total = sum(noise) or 1.0
     ranked = [LayerSensitivity(g.name, g.op, s.sqnr_db, s.worst_db, s.top1_agreement, n / total)
@@ -100,4 +140,5 @@ def _round(v):
     return v
 
 
-__all__ = ["LayerProgress", "LayerSensitivity", "Score", "layer_sensitivity", "score", "simulate_with_fp32"]
+__all__ = ["LayerProgress", "LayerSensitivity", "Score", "ScoreSums", "layer_sensitivity", "score",
+           "simulate_with_fp32"]

@@ -22,7 +22,7 @@ Each session offers
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -98,6 +98,14 @@ class QuantSession:
 
     def simulate(self, quantized: Collection[str], inputs: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
         raise NotImplementedError
+
+    def simulate_alone(self, inputs: Sequence[torch.Tensor]) -> Iterator[tuple[int, str, list[torch.Tensor]]]:
+        """``(image index, layer, outputs)`` with only that layer quantized, for every layer and
+        every image, in any order: what per-layer sensitivity needs. One ``simulate`` per layer here;
+        a session may do it with less work."""
+        for group in self.groups:
+            for i, outputs in enumerate(self.simulate([group.name], inputs)):
+                yield i, group.name, outputs
 
 
 # --------------------------------------------------------------------------------------------

@@ -132,6 +132,37 @@ def test_sensitivity_ranks_every_layer(setup, int8):
     assert better.sqnr_db > every.sqnr_db + 2
 
 
+@pytest.mark.parametrize("scheme", ["int8", "int8-dynamic"])
+def test_simulating_one_layer_at_a_time_reuses_upstream_values_and_changes_nothing(setup, int8, scheme):
+    """Pt2eSession.simulate_alone starts each run at its layer's first quantizer, from the fp32 values
+    computed once per image: the outputs are exactly simulate([layer])'s."""
+    prepared, inputs, _ = setup
+    session = int8 if scheme == "int8" else make_session(prepared, (inputs[0],), "pte", SCHEME_INFO[scheme], None,
+                                                         [], 32, MODEL)
+    got = {(i, name): outs for i, name, outs in session.simulate_alone(inputs[:2])}
+    assert set(got) == {(i, g.name) for i in range(2) for g in session.groups}
+    for name in session.names:
+        for i, outs in enumerate(session.simulate([name], inputs[:2])):
+            assert len(got[i, name]) == len(outs)
+            assert all(torch.equal(a, b) for a, b in zip(got[i, name], outs)), name
+    # and the switches are back as simulate left them: everything quantized is quantized again
+    assert torch.equal(session.simulate(session.names, inputs[:1])[0][0],
+                       session.simulate(session.names, inputs[:1])[0][0])
+
+
+def test_score_from_sums_is_the_score_over_all_images():
+    g = torch.Generator().manual_seed(0)
+    refs = [[torch.randn(1, 10, generator=g), torch.randn(1, 3, 4, generator=g)] for _ in range(3)]
+    outs = [[r + 0.1 * (k + 1) * torch.randn(r.shape, generator=g) for k, r in enumerate(ref)] for ref in refs]
+    got = score(refs, outs, logits=True)
+    aggregate = min(sqnr_db(torch.cat([r[k] for r in refs]), torch.cat([o[k] for o in outs])) for k in range(2))
+    worst = min(sqnr_db(r[k], o[k]) for r, o in zip(refs, outs) for k in range(2))
+    top1 = sum(int(r[0].argmax() == o[0].argmax()) for r, o in zip(refs, outs)) / 3
+    assert math.isclose(got.sqnr_db, aggregate, rel_tol=1e-12)
+    assert math.isclose(got.worst_db, min(worst, aggregate), rel_tol=1e-12)
+    assert got.top1_agreement == top1
+
+
 def test_dynamic_pt2e_and_8da4w_sessions(setup):
     prepared, inputs, refs = setup
     dyn = make_session(prepared, (inputs[0],), "pte", SCHEME_INFO["int8-dynamic"], None, [], 32, MODEL)
