@@ -14,6 +14,8 @@ calibration, fp32 layers, the mixed-precision target) and ``Verification`` (imag
 from __future__ import annotations
 
 import contextlib
+import copy
+import hashlib
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -105,6 +107,10 @@ class ExportState:
     mixed: Any = None
     # parity / write
     parity: dict[str, Any] | None = None
+    # the eager outputs per input, and each program's parity on the verify images: the search
+    # measures several programs on the same photos, and the parity stage the one it chose
+    reference_outputs: dict[tuple, Any] = field(default_factory=dict)
+    measured: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     manifest: Manifest | None = None
 
@@ -331,8 +337,9 @@ def _search_fp32_layers(state: ExportState) -> None:
         return measure(state, built[tuple(fp32_layers)][0])["worst_sqnr_db"]
 
     inputs = load_inputs(state.verify_paths, state.pre)
+    reference = _reference(state)
     with torch.no_grad():
-        refs = [[t.float() for t in _tensors(state.module(x))] for x in inputs]
+        refs = [[t.float() for t in _tensors(reference(x))] for x in inputs]
     result = keep_fp32_until(state.program.session, build_and_measure, float(state.quantization.target_db),
                              inputs, refs, logits=state.config.output == "logits",
                              quantized_db=measure(state, state.data)["worst_sqnr_db"],
@@ -347,14 +354,34 @@ def _search_fp32_layers(state: ExportState) -> None:
 
 def measure(state: ExportState, data: bytes, paths: Sequence[Path] | None = None,
             pre: Preprocessing | None = None) -> dict[str, Any]:
-    """Parity of serialized program bytes against the eager model on real images."""
+    """Parity of serialized program bytes against the eager model on real images (on the verify
+    images, measured once per program)."""
     from edgeml.runtime.runners import runner_from_bytes
     from edgeml.runtime.verify import measure_parity
 
+    key = hashlib.sha256(data).hexdigest() if paths is None and pre is None else None
+    if key in state.measured:
+        return copy.deepcopy(state.measured[key])
     runner = runner_from_bytes(data, state.backend.name)
     runner.dynamic_axes = [state.dynamic_axes]
-    return measure_parity(state.module, runner, paths or state.verify_paths, pre or state.pre, state.config,
-                          batch=state.example[0].shape[0], output_names=state.output_names)
+    parity = measure_parity(_reference(state), runner, paths or state.verify_paths, pre or state.pre, state.config,
+                            batch=state.example[0].shape[0], output_names=state.output_names)
+    if key is not None:
+        state.measured[key] = copy.deepcopy(parity)
+    return parity
+
+
+def _reference(state: ExportState) -> Callable[[torch.Tensor], Any]:
+    """``state.module``, run once per distinct input (by its bytes) in this export."""
+    outputs = state.reference_outputs
+
+    def run(x: torch.Tensor) -> Any:
+        key = (tuple(x.shape), x.dtype, hashlib.sha256(x.detach().contiguous().numpy().tobytes()).hexdigest())
+        if key not in outputs:
+            outputs[key] = state.module(x)
+        return outputs[key]
+
+    return run
 
 
 def check_parity(state: ExportState) -> ExportState:

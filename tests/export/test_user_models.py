@@ -322,3 +322,39 @@ def test_non_square_and_bad_shapes_are_usage_errors(tmp_path):
         export(model, input_shape=(1, 3, 32, 48), output_dir=tmp_path)
     with pytest.raises(UsageError, match="one image tensor"):
         export(model, example_inputs=(torch.rand(1, 3, 8, 8), torch.rand(1)), output_dir=tmp_path)
+
+
+
+def test_a_search_measures_each_program_once(tmp_path, monkeypatch):
+    """The mixed-precision search measures the fully quantized program, and the parity stage the
+    program it chose: the same bytes, measured once."""
+    import edgeml.runtime.verify as verify
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+    programs = []
+    measure_parity = verify.measure_parity
+
+    def counted(reference, runner, *args, **kwargs):
+        programs.append(runner)
+        return measure_parity(reference, runner, *args, **kwargs)
+
+    monkeypatch.setattr(verify, "measure_parity", counted)
+    art = export(model, example_inputs=(torch.rand(1, 3, 32, 32),), quantize="int8", min_sqnr=5.0, fp32_fallback=True,
+                 output_dir=tmp_path)
+    assert art.manifest.parity["worst_sqnr_db"] >= 5.0
+    assert len(programs) == 1
+
+
+def test_the_eager_reference_runs_once_per_input():
+    from edgeml.export.pipeline import _reference
+
+    calls = []
+    model = nn.Linear(3, 2)
+    model.register_forward_hook(lambda *_: calls.append(1))
+    state = type("State", (), {"module": model, "reference_outputs": {}})()
+    run = _reference(state)
+    x, y = torch.ones(1, 3), torch.zeros(1, 3)
+    assert run(x) is run(x.clone()) and run(y) is not run(x)
+    assert len(calls) == 2
