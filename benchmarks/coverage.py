@@ -29,7 +29,9 @@ exports them again. Run:
         [--results DIR] [--threads 2] [--rerun] [--report-only]
 
 Steps run tool by tool across all models (edgeml fp32 .pte and .onnx first, then int8, then the
-peers), so a partial run still covers every model for the first tools.
+peers), so a partial run still covers every model for the first tools; with ``--jobs 2``, two
+models at a time, each through all its export steps with one thread, then the timing one model
+at a time (the whole list: about three hours on the 2-core benchmark machine).
 """
 from __future__ import annotations
 
@@ -536,7 +538,7 @@ def needs_run(entry: dict, cache: Path, tool: str) -> bool:
     return tool != "save" and not (model_dir(cache, entry["key"]) / "config.json").is_file()
 
 
-def spawn(entry: dict, cache: Path, tool: str, threads: int) -> None:
+def spawn(entry: dict, cache: Path, tool: str, threads: int, env: dict | None = None) -> None:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", entry["key"], tool, "--cache", str(cache),
            "--results", str(RESULTS), "--threads", str(threads)]
     log = cache / "logs" / f"{entry['key']}.{tool}.log"
@@ -544,7 +546,8 @@ def spawn(entry: dict, cache: Path, tool: str, threads: int) -> None:
     t = time.perf_counter()
     with open(log, "w") as f:
         try:
-            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=str(cache), timeout=STEP_TIMEOUT_S)
+            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=str(cache), timeout=STEP_TIMEOUT_S,
+                                  env=env)
             rc = proc.returncode
         except subprocess.TimeoutExpired:
             rc = None
@@ -728,7 +731,9 @@ def main() -> None:
                     help="the saved models, the programs and the logs (default: %(default)s)")
     ap.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                     help="each step's result, which the report reads (default: benchmarks/coverage_results)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="threads of the timed programs")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="models exported at once, each through all its steps (timing still one at a time)")
     ap.add_argument("--rerun", action="store_true", help="run the chosen steps again even if cached")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--setup-optimum", action="store_true", help=f"install {' '.join(OPTIMUM_PINS)} in {OPTIMUM_VENV}")
@@ -765,26 +770,46 @@ def main() -> None:
             tools.remove("timing")  # without ONNX Runtime, timing waits for the peers
         # Smallest first, so a run cut short has covered the most models.
         order = sorted(models, key=lambda m: m.get("params_m", 0))
-        for tool in tools:
-            if tool == "save" and len(tools) > 1:
-                continue
-            print(f"{tool}:", flush=True)
-            for entry in order:
-                if tool != "save" and not (model_dir(cache, entry["key"]) / "config.json").is_file():
-                    saved = read_result(entry["key"], "save")
-                    if saved is not None and not saved.get("ok"):
-                        continue  # saving failed
-                    spawn(entry, cache, "save", args.threads)  # saved (again: it is deterministic) when first needed
-                    if not (model_dir(cache, entry["key"]) / "config.json").is_file():
-                        continue
-                cached_steps = ("ceiling", "edgeml-pte", "edgeml-onnx", "edgeml-pte-int8", "executorch", "optimum")
-                if tool in cached_steps and not (args.rerun or read_result(entry["key"], tool) is None):
+
+        def step(entry: dict, tool: str, env: dict | None = None) -> None:
+            if tool != "save" and not (model_dir(cache, entry["key"]) / "config.json").is_file():
+                saved = read_result(entry["key"], "save")
+                if saved is not None and not saved.get("ok"):
+                    return  # saving failed
+                spawn(entry, cache, "save", args.threads, env)  # saved (again: it is deterministic) when first needed
+                if not (model_dir(cache, entry["key"]) / "config.json").is_file():
+                    return
+            cached_steps = ("ceiling", "edgeml-pte", "edgeml-onnx", "edgeml-pte-int8", "executorch", "optimum")
+            if tool in cached_steps and not (args.rerun or read_result(entry["key"], tool) is None):
+                return
+            if tool == "save" and not args.rerun and (model_dir(cache, entry["key"]) / "config.json").is_file():
+                return
+            if tool == "timing" and not (args.rerun or needs_run(entry, cache, tool)):
+                return
+            spawn(entry, cache, tool, args.threads, env)
+
+        if args.jobs > 1:
+            # Several models at once, each through all its export steps, each process with its share
+            # of the cores (two processes of two threads on two cores run several times slower than
+            # one); then the timing, one model at a time on the quiet machine.
+            from concurrent.futures import ThreadPoolExecutor
+
+            env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.jobs))}
+            exports = [t for t in tools if t != "timing"]
+            print(f"{', '.join(exports)}: {args.jobs} models at a time", flush=True)
+            with ThreadPoolExecutor(args.jobs) as pool:
+                list(pool.map(lambda entry: [step(entry, tool, env) for tool in exports], order))
+            if "timing" in tools:
+                print("timing:", flush=True)
+                for entry in order:
+                    step(entry, "timing")
+        else:
+            for tool in tools:
+                if tool == "save" and len(tools) > 1:
                     continue
-                if tool == "save" and not args.rerun and (model_dir(cache, entry["key"]) / "config.json").is_file():
-                    continue
-                if tool == "timing" and not (args.rerun or needs_run(entry, cache, tool)):
-                    continue
-                spawn(entry, cache, tool, args.threads)
+                print(f"{tool}:", flush=True)
+                for entry in order:
+                    step(entry, tool)
     report(cache, models, skipped)
     print(f"\nload average at end: {_load()}")
 
