@@ -423,3 +423,22 @@ def test_layernorm_normalizes_in_fp32_under_static_int8():
     # measured: worst token 12.3 dB, all 22.3 dB; with only the means in fp32 0.1 / 9.8, all int8 -1.7 / 6.9
     assert worst["fp32"][0] > 8 and worst["fp32"][1] > 18
     assert worst["int8"][1] < worst["fp32"][1] - 6
+
+
+def test_constants_move_to_their_first_reader_and_the_output_stays_last():
+    from edgeml.backends.xnnpack.quantizer import _constants_just_in_time
+
+    graph = torch.fx.Graph()
+    w1 = graph.get_attr("w1")
+    w2 = graph.get_attr("w2")
+    unused = graph.call_function(torch.neg, (w2,))  # read by nothing
+    x = graph.placeholder("x")
+    a = graph.call_function(torch.mul, (x, w1))
+    b = graph.call_function(torch.add, (a, w2))
+    out = graph.output(b)
+    order = _constants_just_in_time(graph)
+    assert order[-1] is out and set(order) == set(graph.nodes)
+    assert order.index(w1) == order.index(a) - 1 and order.index(w2) == order.index(b) - 1
+    assert order.index(unused) > order.index(b)
+    for k, n in enumerate(order):  # still a topological order
+        assert all(order.index(i) < k for i in n.all_input_nodes)

@@ -66,7 +66,8 @@ class _FakeQuant(nn.Module):
 def _constants_just_in_time(graph: torch.fx.Graph) -> list[torch.fx.Node]:
     """The graph's nodes in an order that computes each value that does not depend on the input (a
     weight and its quantizer) right before its first reader, instead of at the top as the graph
-    lists them: a run that starts at a layer's weight quantizer then starts at the layer."""
+    lists them: a run that starts at a layer's weight quantizer then starts at the layer. What
+    nothing reads goes after the rest, and the output node stays last."""
     nodes = list(graph.nodes)
     varying: set[torch.fx.Node] = set()
     for n in nodes:
@@ -88,11 +89,14 @@ def _constants_just_in_time(graph: torch.fx.Graph) -> list[torch.fx.Node]:
             stack.append((node, True))
             stack.extend((a, False) for a in reversed(node.all_input_nodes) if a not in placed)
 
+    output = next(n for n in nodes if n.op == "output")
     for n in nodes:
-        if n in varying or n.op == "output":
+        if n in varying and n is not output:
             place(n)
-    for n in nodes:
-        place(n)
+    for n in nodes:  # what no input-dependent node reads (an unused constant, a check on constants)
+        if n is not output:
+            place(n)
+    place(output)
     return order
 
 
