@@ -60,6 +60,8 @@ DEFAULT_CACHE = Path.home() / ".cache" / "edgeml" / "coverage"
 # another machine with the steps it lacks.
 DEFAULT_RESULTS = HERE / "coverage_results"
 RESULTS = DEFAULT_RESULTS
+DEFAULT_TIMING_BUDGET_S = 90.0  # per model: rounds = budget / (one round's time), 6 - 30
+TIMING_BUDGET_S = DEFAULT_TIMING_BUDGET_S
 OPTIMUM_VENV = Path.home() / ".cache" / "edgeml" / "optimum-venv"
 OPTIMUM_PINS = ("torch==2.13.0", "optimum-executorch==1.1.0")
 TOOLS = ("save", "ceiling", "edgeml-pte", "edgeml-onnx", "timing", "edgeml-pte-int8", "executorch", "optimum")
@@ -461,7 +463,7 @@ def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) 
         del runners, inputs
         gc.collect()
     return {"ok": True, "artifacts": found, "exports": _export_dates(entry["key"], found), "rounds": 2 * rounds,
-            "threads": threads,
+            "threads": threads, "budget_s": budget_s,
             "load_orders": [tools, tools[::-1]], "load": _load(),
             "median_ms": {tool: round(statistics.median(s), 3) for tool, s in samples.items()},
             "samples_ms": {tool: [round(v, 3) for v in s] for tool, s in samples.items()}}
@@ -504,7 +506,7 @@ def run_step(entry: dict, cache: Path, tool: str, seed: int, threads: int) -> di
     if tool == "optimum":
         return step_optimum(entry, cache)
     if tool == "timing":
-        return step_timing(entry, cache, threads)
+        return step_timing(entry, cache, threads, TIMING_BUDGET_S)
     raise ValueError(tool)
 
 
@@ -540,7 +542,7 @@ def needs_run(entry: dict, cache: Path, tool: str) -> bool:
 
 def spawn(entry: dict, cache: Path, tool: str, threads: int, env: dict | None = None) -> None:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", entry["key"], tool, "--cache", str(cache),
-           "--results", str(RESULTS), "--threads", str(threads)]
+           "--results", str(RESULTS), "--threads", str(threads), "--timing-budget", str(TIMING_BUDGET_S)]
     log = cache / "logs" / f"{entry['key']}.{tool}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
@@ -732,6 +734,8 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                     help="each step's result, which the report reads (default: benchmarks/coverage_results)")
     ap.add_argument("--threads", type=int, default=2, help="threads of the timed programs")
+    ap.add_argument("--timing-budget", type=float, default=DEFAULT_TIMING_BUDGET_S, metavar="S",
+                    help="seconds of timed rounds per model (default: %(default)s; at least 6 rounds, at most 30)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="models exported at once, each through all its steps (timing still one at a time)")
     ap.add_argument("--rerun", action="store_true", help="run the chosen steps again even if cached")
@@ -740,8 +744,9 @@ def main() -> None:
     ap.add_argument("--worker", nargs=2, metavar=("KEY", "TOOL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     cache = args.cache.expanduser().resolve()
-    global RESULTS
+    global RESULTS, TIMING_BUDGET_S
     RESULTS = args.results.expanduser().resolve()
+    TIMING_BUDGET_S = args.timing_budget
     if args.worker:
         worker(args.worker[0], args.worker[1], cache, args.threads)
         return
