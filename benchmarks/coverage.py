@@ -686,6 +686,11 @@ def report(cache: Path, models: list[dict], skipped: list[dict]) -> None:
     print(f"\n{len(models)} models run of {n} in the list; {len(skipped)} cannot run here: "
           + "; ".join(f"{s['key']} ({s['skip']})" for s in skipped))
 
+    missing = {e["key"]: [t for t in TOOLS if read_result(e["key"], t) is None] for e in models}
+    missing = {k: v for k, v in missing.items() if v}
+    if missing:
+        print("not run yet: " + "; ".join(f"{k} ({', '.join(v)})" for k, v in missing.items()))
+
     def line(tool: str, label: str, db: float, pte: bool) -> None:
         ran = [e for e in models if read_result(e["key"], tool) is not None]
         good = [e for e in ran if passes(read_result(e["key"], tool), db, pte)]
