@@ -50,24 +50,6 @@ class _SharedBN(nn.Module):
         return self.bn(self.conv_a(x)) + self.bn(self.conv_b(x))
 
 
-def test_fold_bn_into_following_linear():
-    m = _BNLinear().eval()
-    _randomize_bn(m)
-    x = torch.randn(4, 8)
-    folded = fold_batchnorm(m, (x,))
-    assert isinstance(folded.bn, nn.Identity)
-    torch.testing.assert_close(folded(x), m(x), rtol=1e-5, atol=1e-6)
-
-
-def test_shared_bn_is_not_folded():
-    m = _SharedBN().eval()
-    _randomize_bn(m)
-    x = torch.randn(1, 3, 8, 8)
-    folded = fold_batchnorm(m, (x,))
-    assert isinstance(folded.bn, nn.BatchNorm2d)
-    torch.testing.assert_close(folded(x), m(x))
-
-
 class _LinearFlattenBN(nn.Module):
     """A linear over tokens whose BatchNorm1d normalizes its features with the tokens as rows."""
 
@@ -93,19 +75,16 @@ class _LinearTransposeBN(nn.Module):
         return self.bn(self.lin(x))
 
 
-def test_fold_bn_into_preceding_linear_through_a_reshape():
-    m = _LinearFlattenBN().eval()
+@pytest.mark.parametrize("module, shape, folded", [
+    (_BNLinear, (4, 8), True),  # BN -> linear
+    (_LinearFlattenBN, (2, 5, 8), True),  # linear -> flatten(0, 1) -> BN over the features
+    (_SharedBN, (1, 3, 8, 8), False),  # one BN after two convs
+    (_LinearTransposeBN, (2, 5, 8), False),  # BN over the tokens, not the linear's features
+])
+def test_small_fold_patterns(module, shape, folded):
+    m = module().eval()
     _randomize_bn(m)
-    x = torch.randn(2, 5, 8)
-    folded = fold_batchnorm(m, (x,))
-    assert isinstance(folded.bn, nn.Identity)
-    torch.testing.assert_close(folded(x), m(x), rtol=1e-5, atol=1e-6)
-
-
-def test_bn_over_another_dimension_than_the_linear_features_is_not_folded():
-    m = _LinearTransposeBN().eval()
-    _randomize_bn(m)
-    x = torch.randn(2, 5, 8)
-    folded = fold_batchnorm(m, (x,))
-    assert isinstance(folded.bn, nn.BatchNorm1d)
-    torch.testing.assert_close(folded(x), m(x))
+    x = torch.randn(*shape)
+    out = fold_batchnorm(m, (x,))
+    assert isinstance(out.bn, nn.Identity) is folded
+    torch.testing.assert_close(out(x), m(x), rtol=1e-5, atol=1e-6)
