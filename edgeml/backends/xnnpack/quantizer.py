@@ -491,9 +491,9 @@ class Pt2eSession(QuantSession):
         try:
             for m in fake.values():
                 m.enabled = False
+            interpreter = torch.fx.Interpreter(sim, garbage_collect_values=False)
+            (placeholder,) = [n for n in nodes if n.op == "placeholder"]
             for i, x in enumerate(inputs):
-                interpreter = torch.fx.Interpreter(sim, garbage_collect_values=False)
-                (placeholder,) = [n for n in nodes if n.op == "placeholder"]
                 env: dict[torch.fx.Node, object] = {placeholder: to_batch(x, example)}
                 done = 0
                 for start, name, mine in plan:
