@@ -23,13 +23,18 @@ def command() -> str:
 
 
 def interleaved_medians(fns: Sequence[Callable[[], object]], rounds: int, warmup: int = 3) -> list[float]:
-    """Median ms of each fn, timed in alternation so machine drift hits all of them alike."""
+    """Median ms of each fn, timed in alternation so machine drift hits all of them alike, each round
+    in a fresh random order (``edgeml.profile.compare.interleaved_order``: in a fixed order, a
+    program always follows the same other one, and the one after ONNX Runtime runs slower)."""
+    from edgeml.profile.compare import interleaved_order
+
     for fn in fns:
         for _ in range(warmup):
             fn()
     samples: list[list[float]] = [[] for _ in fns]
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
+    for r in range(rounds):
+        for i in interleaved_order(r, len(fns)):
+            fn = fns[i]
             t = time.perf_counter()
             fn()
             samples[i].append((time.perf_counter() - t) * 1e3)

@@ -420,27 +420,34 @@ def timed_artifacts(key: str) -> dict[str, str]:
     return found
 
 
-def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) -> dict:
-    """Every artifact of the model, one inference each per round, in rotating order (ORT not spinning).
+# How the rounds are laid out; a timing made another way is stale (timed again on the next run).
+TIMING_METHOD = "random-round-order, balanced-load-orders"
 
-    Half of the rounds load the programs in one order and half in the reverse order: in one
-    process the program loaded first ran 1 - 4% slower than the same XNNPACK graph loaded after it
-    (ResNet: 1.024 with edgeml's loaded first, 0.986 with ExecuTorch-by-hand's), which had made
-    the loading order look like a difference between the tools."""
+
+def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) -> dict:
+    """Every artifact of the model, one inference each per round (ORT not spinning), each round in
+    a fresh random order, as ``edgeml profile --compare`` does (``interleaved_order``).
+
+    With a rotating start, the same program always ran right after ONNX Runtime, and that one ran
+    2 - 3% slower: that, not the programs, had made edgeml's PP-LCNet read 1.02 against ExecuTorch
+    by hand, whose XNNPACK graph is the same node for node. The programs are also loaded once per
+    artifact, each time in another order, so that each is loaded once from every position
+    (``balanced_load_orders``), and a share of the rounds runs on each loading."""
     import gc
 
     import torch
 
-    from edgeml.profile.compare import interleaved_order
+    from edgeml.profile.compare import balanced_load_orders, interleaved_order, split_rounds
     from edgeml.runtime.runners import PteRunner, make_runner
 
     found = timed_artifacts(entry["key"])
     if not found:
         return {"ok": False, "stage": "timing", "error": "no artifact to time", "artifacts": {}}
     tools = list(found)
+    orders = [[tools[k] for k in order] for order in balanced_load_orders(len(tools))]
     samples: dict[str, list[float]] = {tool: [] for tool in tools}
-    rounds = None
-    for order in (tools, tools[::-1]):
+    blocks, done = None, 0
+    for index, order in enumerate(orders):
         runners, inputs = {}, {}
         for tool in order:
             path = found[tool]
@@ -448,25 +455,27 @@ def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) 
                              else PteRunner(path, threads=threads))
             inputs[tool] = [torch.randn(*runners[tool].input_shapes[0])]
             runners[tool].run(inputs[tool])
-        if rounds is None:
+        if blocks is None:
             t = time.perf_counter()
             for tool in tools:
                 runners[tool].run(inputs[tool])
             per_round = time.perf_counter() - t
-            # Up to 100 rounds per order: with 15, a 2 ms model (PP-LCNet) read 1.049 (interval 1.020 -
-            # 1.061) against ExecuTorch by hand; 300 rounds of the two alone, 0.978 and 0.991 (both orders).
-            rounds = max(3, min(100, int(budget_s / 2 / max(per_round, 1e-3))))
-        for i in range(rounds):
+            # Up to 200 rounds: with 15, a 2 ms model (PP-LCNet) read 1.049 (interval 1.020 - 1.061)
+            # against ExecuTorch by hand; 300 rounds of the two alone, 0.978 and 0.991 (both orders).
+            total = max(2 * len(orders), min(200, int(budget_s / max(per_round, 1e-3))))
+            blocks = split_rounds(total, len(orders))
+        for i in range(done, done + blocks[index]):
             for k in interleaved_order(i, len(tools)):
                 tool = tools[k]
                 t = time.perf_counter()
                 runners[tool].run(inputs[tool])
                 samples[tool].append((time.perf_counter() - t) * 1e3)
+        done += blocks[index]
         del runners, inputs
         gc.collect()
-    return {"ok": True, "artifacts": found, "exports": _export_dates(entry["key"], found), "rounds": 2 * rounds,
-            "threads": threads, "budget_s": budget_s,
-            "load_orders": [tools, tools[::-1]], "load": _load(),
+    return {"ok": True, "artifacts": found, "exports": _export_dates(entry["key"], found), "rounds": done,
+            "method": TIMING_METHOD, "threads": threads, "budget_s": budget_s,
+            "load_orders": orders, "rounds_per_order": blocks, "load": _load(),
             "median_ms": {tool: round(statistics.median(s), 3) for tool, s in samples.items()},
             "samples_ms": {tool: [round(v, 3) for v in s] for tool, s in samples.items()}}
 
@@ -536,7 +545,8 @@ def needs_run(entry: dict, cache: Path, tool: str) -> bool:
         # Timed again whenever the artifacts changed (a peer or int8 exported since, or one re-exported).
         found = timed_artifacts(entry["key"])
         return bool(found) and (set(found) != set((r or {}).get("artifacts", {}))
-                                or _export_dates(entry["key"], found) != (r or {}).get("exports"))
+                                or _export_dates(entry["key"], found) != (r or {}).get("exports")
+                                or (r or {}).get("method") != TIMING_METHOD)
     if r is None:
         return True
     return tool != "save" and not (model_dir(cache, entry["key"]) / "config.json").is_file()

@@ -461,7 +461,7 @@ def compare_on_device(artifacts: Sequence[str | Path], **kwargs) -> Comparison:
         raise UsageError("--compare needs at least two artifacts")
     reports = profile_on_device(artifacts, **kwargs)
     repeat = kwargs.get("repeat", 1)
-    return Comparison(reports, repeat, "interleaved launches (one per artifact per round, rotating start)")
+    return Comparison(reports, repeat, "interleaved launches (one per artifact per round, in random order)")
 
 
 def _mean(values: list) -> float | None:

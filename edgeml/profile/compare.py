@@ -2,12 +2,17 @@
 
 Machines drift: clocks follow temperature, and other work comes and goes. Timing A to the end and
 then B lets the drift land on one of them. Here the artifacts take turns, one inference each per
-round (on a phone, one app launch each per round, see ``edgeml.profile.adb``), and every round
-starts with the next artifact, so drift and order effects fall on all of them alike. The ratios
+round (on a phone, one app launch each per round, see ``edgeml.profile.adb``), each round in a
+fresh random order, so drift and order effects fall on all of them alike. Where a program
+sits in the loading order can matter too, so the artifacts are loaded again for each
+share of the rounds, each from every position once (``balanced_load_orders``). The ratios
 are those of the p50 and of the trimmed mean (middle 80%, ExecuTorch's benchmark-app figure).
 """
 from __future__ import annotations
 
+import gc
+import random
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,8 +53,31 @@ class Comparison:
 
 
 def interleaved_order(round_index: int, n: int) -> list[int]:
-    """Artifact indices in the order round ``round_index`` runs them (a rotation per round)."""
-    return [(round_index + k) % n for k in range(n)]
+    """Artifact indices in the order round ``round_index`` runs them: a permutation drawn afresh for
+    each round, seeded by the round's index (a run is repeatable).
+
+    The order decides which program runs right before which, and that matters: a program run right
+    after ONNX Runtime took 2 - 3% longer (PP-LCNet, 2 ms, 300 rounds of four programs). A rotating
+    start keeps the cyclic order, so the same program would always follow ONNX Runtime; a fresh
+    permutation gives every program every predecessor alike."""
+    order = list(range(n))
+    random.Random(1_000_003 * round_index + n).shuffle(order)
+    return order
+
+
+def balanced_load_orders(n: int) -> list[list[int]]:
+    """``n`` orders to load ``n`` artifacts in, each artifact in each position once (cyclic shifts).
+
+    In one process, where a program sits in the loading order can change its speed: four copies of
+    one PP-LCNet ``.pte`` loaded one after the other ran 0.5% apart (the first fastest, 400 rounds;
+    the interval excludes 1). Timing every artifact from every position cancels that out of the
+    ratios."""
+    return [[(start + k) % n for k in range(n)] for start in range(n)]
+
+
+def split_rounds(rounds: int, parts: int) -> list[int]:
+    """``rounds`` spread over ``parts`` as evenly as integers allow (the first get one more)."""
+    return [rounds // parts + (1 if i < rounds % parts else 0) for i in range(parts)]
 
 
 def compare_on_host(
@@ -66,32 +94,44 @@ def compare_on_host(
     if runs < 1 or warmup < 0:
         raise UsageError("--runs must be >= 1 and --warmup >= 0")
     opened = [open_artifact(a) for a in artifacts]
-    runners, inputs, load_ms = [], [], []
     for fmt in dict.fromkeys(o.format for o in opened):
         initialize_runtime(fmt)  # the runtimes' imports are not the programs' load time
-    for o in opened:
-        t0 = time.perf_counter()
-        # ORT's spinning threads would steal the cores from the artifact timed next.
-        runner = make_runner(o, threads=threads, spinning=False)
-        x = _example_inputs(runner, o.manifest)
-        runner.run(x)  # completes loading, as in profile_artifact
-        load_ms.append((time.perf_counter() - t0) * 1e3)
-        runners.append(runner)
-        inputs.append(x)
     n = len(opened)
-    for r in range(warmup):
-        for i in interleaved_order(r, n):
-            runners[i].run(inputs[i])
-            if on_run:
-                on_run()
+    loads: list[list[float]] = [[] for _ in opened]
+    inputs: list = [None] * n
     samples: list[list[float]] = [[] for _ in opened]
-    for r in range(runs):
-        for i in interleaved_order(r, n):
-            t = time.perf_counter()
-            runners[i].run(inputs[i])
-            samples[i].append((time.perf_counter() - t) * 1e3)
-            if on_run:
-                on_run()
+    done = 0
+    for order, block in zip(balanced_load_orders(n), split_rounds(runs, n)):
+        if not block:
+            break  # fewer rounds than artifacts: not every position gets a loading
+        # Every artifact is loaded once from every position of the loading order, and a share of
+        # the rounds runs on each loading (balanced_load_orders says why).
+        runners: list = [None] * n
+        for i in order:
+            t0 = time.perf_counter()
+            # ORT's spinning threads would steal the cores from the artifact timed next.
+            runner = make_runner(opened[i], threads=threads, spinning=False)
+            if inputs[i] is None:
+                inputs[i] = _example_inputs(runner, opened[i].manifest)
+            runner.run(inputs[i])  # completes loading, as in profile_artifact
+            loads[i].append((time.perf_counter() - t0) * 1e3)
+            runners[i] = runner
+        for r in range(0 if done else warmup):  # later loadings are warm from their loading run
+            for i in interleaved_order(r, n):
+                runners[i].run(inputs[i])
+                if on_run:
+                    on_run()
+        for r in range(done, done + block):
+            for i in interleaved_order(r, n):
+                t = time.perf_counter()
+                runners[i].run(inputs[i])
+                samples[i].append((time.perf_counter() - t) * 1e3)
+                if on_run:
+                    on_run()
+        done += block
+        del runners
+        gc.collect()
+    load_ms = [statistics.median(v) for v in loads]
     device = host_device()
     why = "not measured with --compare (profile the artifact alone for it)"
     reports = [
@@ -102,11 +142,13 @@ def compare_on_host(
             delegation=o.manifest.delegation, peak_rss_mb=None, rss_increase_mb=None,
             input_shapes=[list(t.shape) for t in x],
             unavailable={"peak_rss_mb": why, "per_op": why},
-            notes=[f"timed in {runs} interleaved rounds with {n - 1} other artifact(s), one inference each"],
+            notes=[f"timed in {runs} interleaved rounds with {n - 1} other artifact(s), one inference each, "
+                   f"over {len(times)} loading(s) from different positions of the loading order "
+                   "(load time: their median)"],
         )
-        for o, load, s, x in zip(opened, load_ms, samples, inputs)
+        for o, load, s, x, times in zip(opened, load_ms, samples, inputs, loads)
     ]
-    return Comparison(reports, runs, "interleaved inferences (one per artifact per round, rotating start)")
+    return Comparison(reports, runs, "interleaved inferences (one per artifact per round, in random order)")
 
 
 def format_comparison(comparison: Comparison) -> str:

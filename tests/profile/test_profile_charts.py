@@ -6,6 +6,7 @@ XNNPACK does not take, so the charts have delegated and portable bars), exported
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from PIL import Image
@@ -14,7 +15,8 @@ from profile_helpers import tiny_pte
 from edgeml.cli import main
 from edgeml.errors import InputShapeError
 from edgeml.profile import plot
-from edgeml.profile.compare import STAT_LABELS, Comparison, compare_on_host, interleaved_order
+from edgeml.profile.compare import (STAT_LABELS, Comparison, balanced_load_orders, compare_on_host, interleaved_order,
+                                    split_rounds)
 from edgeml.profile.host import ProfileReport, describe_device, latency_stats
 from edgeml.profile.plot import DELEGATED_COLOR, PNG_SIZE, PORTABLE_COLOR
 from edgeml.profile.resolution import sweep_resolutions
@@ -44,8 +46,50 @@ def _has_color(img, hex_color: str, min_pixels: int = 50) -> bool:
     return counts.get(rgb, 0) >= min_pixels
 
 
-def test_interleaved_order_rotates():
-    assert [interleaved_order(r, 3) for r in range(3)] == [[0, 1, 2], [1, 2, 0], [2, 0, 1]]
+def test_interleaved_order_gives_every_artifact_every_predecessor():
+    n, rounds = 4, 400
+    sequence = [i for r in range(rounds) for i in interleaved_order(r, n)]
+    assert all(sorted(interleaved_order(r, n)) == list(range(n)) for r in range(rounds))
+    assert interleaved_order(7, n) == interleaved_order(7, n)  # repeatable
+    # Which artifact runs right before which: a fixed rotation would give each one a single
+    # predecessor among the others (the one after ONNX Runtime always the same).
+    follows = Counter(zip(sequence, sequence[1:]))
+    for b in range(n):
+        before = [follows[(a, b)] for a in range(n) if a != b]
+        assert min(before) > 0.6 * max(before), (b, before)
+    firsts = Counter(interleaved_order(r, n)[0] for r in range(rounds))
+    assert min(firsts.values()) > 0.6 * max(firsts.values())
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_balanced_load_orders_put_each_artifact_in_each_position_once(n):
+    orders = balanced_load_orders(n)
+    assert len(orders) == n
+    assert all(sorted(order) == list(range(n)) for order in orders)
+    for position in range(n):
+        assert sorted(order[position] for order in orders) == list(range(n))
+
+
+def test_split_rounds():
+    assert split_rounds(10, 4) == [3, 3, 2, 2]
+    assert split_rounds(2, 3) == [1, 1, 0]
+    assert sum(split_rounds(199, 4)) == 199
+
+
+def test_compare_loads_each_artifact_from_each_position(tiny, monkeypatch):
+    import edgeml.profile.compare as compare
+
+    loaded = []
+    real = compare.make_runner
+    monkeypatch.setattr(compare, "make_runner", lambda o, **kw: loaded.append(o.path.name) or real(o, **kw))
+    comparison = compare_on_host([tiny["small"], tiny["large"]], runs=5, warmup=1)
+    small, large = tiny["small"].name, tiny["large"].name
+    assert loaded == [small, large, large, small]
+    assert [len(r.latency_ms) for r in comparison.reports] == [5, 5]
+    # Fewer rounds than artifacts: one loading, every round timed.
+    loaded.clear()
+    compare_on_host([tiny["small"], tiny["large"]], runs=1, warmup=0)
+    assert loaded == [small, large]
 
 
 def test_single_profile_with_plot_and_json(tiny, tmp_path, capsys):
