@@ -44,7 +44,7 @@ class OrtBackend:
         return {}
 
     def compile(self, module: nn.Module, example: tuple, spec: CompileSpec) -> OrtProgram:
-        from edgeml.backends.ort.lowering import lower_to_onnx
+        from edgeml.backends.ort.lowering import contiguous_views, lower_to_onnx
         from edgeml.export import capture, decompose_custom_ops
 
         if spec.workdir is None:
@@ -57,7 +57,7 @@ class OrtBackend:
 
             module = half_precision(module)
         fp32 = Path(spec.workdir) / "model.onnx"
-        exported = decompose_custom_ops(capture(module, example, spec.dynamic_shapes))
+        exported = contiguous_views(decompose_custom_ops(capture(module, example, spec.dynamic_shapes)))
         lower_to_onnx(exported, example, fp32, input_names=spec.input_names, output_names=spec.output_names)
         session = None
         if spec.scheme.layerwise:
