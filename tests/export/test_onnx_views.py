@@ -21,7 +21,8 @@ class WindowAttention(nn.Module):
         super().__init__()
         self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.table = nn.Parameter(torch.randn(169, heads))
-        self.register_buffer("index", torch.randint(0, 169, (tokens * tokens,), generator=torch.Generator().manual_seed(0)))
+        index = torch.randint(0, 169, (tokens * tokens,), generator=torch.Generator().manual_seed(0))
+        self.register_buffer("index", index)
         self.heads = heads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,7 +57,8 @@ def test_contiguous_views_keeps_the_function_and_exports(model_and_input, tmp_pa
     nodes = [n for n in exported.graph.nodes if n.op == "call_function"]
     assert not any(n.target is torch.ops.aten.contiguous.default for n in nodes)
     for n in nodes:
-        if n.target in (torch.ops.aten.view.default, torch.ops.aten.reshape.default) and n.args[0].op == "call_function":
+        reshape = n.target in (torch.ops.aten.view.default, torch.ops.aten.reshape.default)
+        if reshape and n.args[0].op == "call_function":
             assert n.args[0].target is torch.ops.aten.clone.default
             assert n.args[0].kwargs["memory_format"] == torch.contiguous_format
     with torch.no_grad():

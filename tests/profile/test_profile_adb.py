@@ -16,6 +16,7 @@ from profile_helpers import install_fake_adb, no_adb_on_path, write_artifact
 from edgeml.cli import main
 from edgeml.errors import DeviceError, UsageError
 from edgeml.profile.adb import parse_benchmark_results, parse_runner_output, profile_on_device
+from edgeml.profile.compare import interleaved_order
 
 SERIAL = "R5CT12345"
 
@@ -184,10 +185,12 @@ def test_compare_on_the_phone_interleaves_launches(phone, artifacts, tmp_path, c
                  "--json", str(out_json)]) == 0
     launched = [c.split("model_dir ")[1].split()[0].rsplit("/", 1)[1] for c in phone.shell_calls()
                 if c.startswith("am start")]
-    assert launched == ["tinynet_xnnpack_fp32", "tinynet_xnnpack_int8",
-                        "tinynet_xnnpack_int8", "tinynet_xnnpack_fp32"]
+    stems = ["tinynet_xnnpack_fp32", "tinynet_xnnpack_int8"]
+    assert launched == [stems[i] for r in range(2) for i in interleaved_order(r, 2)]
+    assert sorted(launched[:2]) == sorted(launched[2:]) == sorted(stems)  # each once per round
     data = json.loads(out_json.read_text())
-    # fp32 launched 1st and 4th (20, 20.6), int8 2nd and 3rd (8.08, 8.16).
+    # Each launch is 1% slower than the one before: one artifact launched 1st and 4th, the other
+    # 2nd and 3rd, so both means are their base times x 1.015 (fp32 20.3, int8 8.12).
     assert data["ratios"][0]["trimmed_mean"] == pytest.approx(1.0)
     assert data["ratios"][1]["trimmed_mean"] == pytest.approx(8.12 / 20.3)
     assert data["ratios"][1]["p50"] is None

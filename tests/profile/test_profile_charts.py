@@ -15,8 +15,14 @@ from profile_helpers import tiny_pte
 from edgeml.cli import main
 from edgeml.errors import InputShapeError
 from edgeml.profile import plot
-from edgeml.profile.compare import (STAT_LABELS, Comparison, balanced_load_orders, compare_on_host, interleaved_order,
-                                    split_rounds)
+from edgeml.profile.compare import (
+    STAT_LABELS,
+    Comparison,
+    balanced_load_orders,
+    compare_on_host,
+    interleaved_order,
+    split_rounds,
+)
 from edgeml.profile.host import ProfileReport, describe_device, latency_stats
 from edgeml.profile.plot import DELEGATED_COLOR, PNG_SIZE, PORTABLE_COLOR
 from edgeml.profile.resolution import sweep_resolutions
