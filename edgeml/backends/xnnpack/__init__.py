@@ -35,6 +35,7 @@ class XnnpackProgram:
         self._captured = self._capture(module) if session is None else None
 
     def _capture(self, module: nn.Module) -> torch.export.ExportedProgram:
+        from edgeml.backends.xnnpack.passes.broadcast_rank import rank_align_constant_operands
         from edgeml.backends.xnnpack.passes.scalars import scalar_ops_as_tensor_ops
         from edgeml.backends.xnnpack.passes.softmax import isolate_channels_last_softmax
         from edgeml.export import capture, decompose_custom_ops, fold_constants
@@ -69,6 +70,13 @@ class XnnpackProgram:
         isolate_channels_last_softmax(exported.graph_module)
         if not self.fp16:
             scalar_ops_as_tensor_ops(exported.graph_module)  # x * 0.42 as XNNPACK's mul, not portable
+            # A 0-D or (C, 1, 1) constant beside a 4-D activation made XNNPACK run the op in NCHW,
+            # between two transposes of the activation.
+            signature = exported.graph_signature
+            constants = {*signature.inputs_to_parameters, *signature.inputs_to_buffers,
+                         *signature.inputs_to_lifted_tensor_constants}
+            if rank_align_constant_operands(exported.graph_module, constants):
+                exported = fold_constants(exported)
         return exported
 
     def build(self, fp32_layers: Sequence[str] = ()) -> tuple[bytes, dict[str, Any]]:
