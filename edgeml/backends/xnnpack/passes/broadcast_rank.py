@@ -5,7 +5,8 @@ an elementwise op on it stays NHWC only if every operand can be made NHWC, which
 4-D tensors only. ``x * weight.view(C, 1, 1)``, ``var + 1e-5`` or a layer scale of shape
 ``(C, 1, 1)`` have a 3-D or 0-D constant operand, so the pass runs the op in NCHW and puts a
 ``Transpose`` of the whole activation on each side of it. A LayerNorm over channels with its
-affine (EfficientMod, FastViT) paid four of them; EfficientMod-XXS's program had 129 transposes.
+affine (EfficientMod, FastViT) paid four of them: EfficientMod-XXS's program transposed
+activations 114 times, and 26 times with this pass.
 
 The same constant viewed with leading 1s to four dimensions broadcasts to the same values, and is
 4-D: the op stays NHWC, and the only layout change left is of the constant itself, which
@@ -19,10 +20,6 @@ from torch import fx
 
 _aten = torch.ops.aten
 _BINARY = (_aten.add.Tensor, _aten.sub.Tensor, _aten.mul.Tensor, _aten.div.Tensor)
-
-
-def _rank(value: object) -> int | None:
-    return value.dim() if isinstance(value, torch.Tensor) else None
 
 
 def rank_align_constant_operands(graph_module: fx.GraphModule, constants: set[str]) -> int:
@@ -58,10 +55,8 @@ def rank_align_constant_operands(graph_module: fx.GraphModule, constants: set[st
                     args[i] = graph.call_function(_aten.full.default, ([1, 1, 1, 1], float(arg)),
                                                   {"dtype": torch.float32, "device": out.device})
                     args[i].meta["val"] = out.new_full((1, 1, 1, 1), float(arg))  # fake like ``out``
-                elif isinstance(arg, fx.Node) and (_rank(arg.meta.get("val")) or 0) < 4:
-                    val = arg.meta["val"]
-                    if val.dtype != torch.float32:
-                        continue
+                elif (isinstance(arg, fx.Node) and isinstance(val := arg.meta.get("val"), torch.Tensor)
+                      and val.dim() < 4 and val.dtype == torch.float32):
                     shape = [1] * (4 - val.dim()) + list(val.shape)
                     args[i] = graph.call_function(_aten.view.default, (arg, shape))
                     args[i].meta["val"] = val.reshape(shape)
