@@ -60,7 +60,7 @@ DEFAULT_CACHE = Path.home() / ".cache" / "edgeml" / "coverage"
 # another machine with the steps it lacks.
 DEFAULT_RESULTS = HERE / "coverage_results"
 RESULTS = DEFAULT_RESULTS
-DEFAULT_TIMING_BUDGET_S = 90.0  # per model: rounds = budget / (one round's time), 6 - 200
+DEFAULT_TIMING_BUDGET_S = 90.0  # per model: rounds = budget / (one round's time), 2 per loading - 200
 TIMING_BUDGET_S = DEFAULT_TIMING_BUDGET_S
 OPTIMUM_VENV = Path.home() / ".cache" / "edgeml" / "optimum-venv"
 OPTIMUM_PINS = ("torch==2.13.0", "optimum-executorch==1.1.0")
@@ -427,7 +427,6 @@ TIMING_METHOD = "random-round-order, balanced-load-orders"
 # shows how close to 1 a ratio can be told apart from 1 (ResNet: 1.002, interval 1.0002 - 1.003,
 # 240 rounds; PP-LCNet: four copies of one file 0.5% apart).
 CONTROL = "executorch-again"
-CONTROL_OF = {CONTROL: "executorch"}
 
 
 def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) -> dict:
@@ -452,7 +451,7 @@ def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) 
         return {"ok": False, "stage": "timing", "error": "no artifact to time", "artifacts": {}}
 
     def load(tool: str):
-        path = found[CONTROL_OF.get(tool, tool)]
+        path = found["executorch" if tool == CONTROL else tool]
         runner = (make_runner(path, threads=threads, spinning=False) if tool.startswith("edgeml")
                   else PteRunner(path, threads=threads))
         x = [torch.randn(*runner.input_shapes[0])]
@@ -788,7 +787,8 @@ def main() -> None:
                     help="each step's result, which the report reads (default: benchmarks/coverage_results)")
     ap.add_argument("--threads", type=int, default=2, help="threads of the timed programs")
     ap.add_argument("--timing-budget", type=float, default=DEFAULT_TIMING_BUDGET_S, metavar="S",
-                    help="seconds of timed rounds per model (default: %(default)s; at least 6 rounds, at most 200)")
+                    help="seconds of timed rounds per model (default: %(default)s; "
+                         "at least 2 rounds per loading, at most 200)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="models exported at once, each through all its steps (timing still one at a time)")
     ap.add_argument("--rerun", action="store_true", help="run the chosen steps again even if cached")

@@ -87,4 +87,7 @@ def test_small_fold_patterns(module, shape, folded):
     x = torch.randn(*shape)
     out = fold_batchnorm(m, (x,))
     assert isinstance(out.bn, nn.Identity) is folded
-    torch.testing.assert_close(out(x), m(x), rtol=1e-5, atol=1e-6)
+    if folded:
+        torch.testing.assert_close(out(x), m(x), rtol=1e-5, atol=1e-6)
+    else:  # left as it was: the same ops, the same values
+        torch.testing.assert_close(out(x), m(x), rtol=0, atol=0)
