@@ -46,6 +46,7 @@ class OrtBackend:
     def compile(self, module: nn.Module, example: tuple, spec: CompileSpec) -> OrtProgram:
         from edgeml.backends.ort.lowering import contiguous_views, lower_to_onnx
         from edgeml.export import capture, decompose_custom_ops
+        from edgeml.export.passes.affine import fold_channel_affines
 
         if spec.workdir is None:
             raise ValueError("the ONNX backend writes its graph to a working directory: set CompileSpec.workdir")
@@ -57,7 +58,9 @@ class OrtBackend:
 
             module = half_precision(module)
         fp32 = Path(spec.workdir) / "model.onnx"
-        exported = contiguous_views(decompose_custom_ops(capture(module, example, spec.dynamic_shapes)))
+        exported = capture(module, example, spec.dynamic_shapes)
+        fold_channel_affines(exported)  # layer scales and norm affines into 1x1 convs / linears
+        exported = contiguous_views(decompose_custom_ops(exported))
         lower_to_onnx(exported, example, fp32, input_names=spec.input_names, output_names=spec.output_names)
         session = None
         if spec.scheme.layerwise:

@@ -39,6 +39,7 @@ class XnnpackProgram:
         from edgeml.backends.xnnpack.passes.scalars import scalar_ops_as_tensor_ops
         from edgeml.backends.xnnpack.passes.softmax import isolate_channels_last_softmax
         from edgeml.export import capture, decompose_custom_ops, fold_constants
+        from edgeml.export.passes.affine import fold_channel_affines
         from edgeml.export.passes.constants import fold_constant_computations
         from edgeml.export.passes.reshapes import simplify_reshapes
         from edgeml.export.passes.softmax_guard import constant_values, drop_unmasked_softmax_guards
@@ -48,8 +49,9 @@ class XnnpackProgram:
             from edgeml.quantize.fp16 import fp16_decompositions
 
             extra = fp16_decompositions()  # GELU in its tanh form: XNNPACK has no fp16 GELU
-        exported = decompose_custom_ops(capture(module, self.example, self.spec.dynamic_shapes), backend="xnnpack",
-                                        extra=extra)
+        exported = capture(module, self.example, self.spec.dynamic_shapes)
+        fold_channel_affines(exported)  # layer scales and norm affines into 1x1 convs / linears
+        exported = decompose_custom_ops(exported, backend="xnnpack", extra=extra)
         if self.fp16:
             from edgeml.quantize.fp16 import fp16_scalar_operands
 

@@ -333,13 +333,18 @@ class Pt2eSession(QuantSession):
                  on_batch: Callable[[], None] | None = None, norm_statistics: str = "fp32") -> None:
         from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
+        from edgeml.export.passes.affine import fold_channel_affines
+
         if norm_statistics not in ("fp32", "int8"):
             raise ValueError(f"norm_statistics must be 'fp32' or 'int8', not {norm_statistics!r}")
         self.scheme, self.observer = scheme, observer
         self.example_inputs = example_inputs
         # The same dynamic shapes as the final capture: a graph prepared static and exported
         # dynamic later fails at run time ("Attempted to resize a static tensor").
-        graph = torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes).module()
+        captured = torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes)
+        # Before observers: a folded layer scale is carried by the per-channel weight scales.
+        fold_channel_affines(captured)
+        graph = captured.module()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.prepared = prepare_pt2e(graph, xnnpack_quantizer(scheme, observer))
