@@ -120,6 +120,12 @@ def _channel_vector(state: _State, operand: object, out: torch.Tensor, axis: int
     return value.reshape(-1).expand(channels).clone(), chain
 
 
+def _same_shape(a: object, b: torch.Tensor) -> bool:
+    """Same shape, symbolic sizes included (compared as expressions: no guard is added)."""
+    return isinstance(a, torch.Tensor) and a.dim() == b.dim() and all(
+        str(x) == str(y) for x, y in zip(a.shape, b.shape))
+
+
 def _per_channel_axis(layer: fx.Node) -> int:
     """The channel axis of the layer's output (and of its input), counted from the end."""
     return -3 if _layer(layer) == "conv" else -1
@@ -133,7 +139,7 @@ def _fold_scale_after(state: _State, node: fx.Node) -> bool:
             continue
         weights = _own_weights(state, layer)
         out = layer.meta.get("val")
-        if weights is None or out is None or node.meta["val"].shape != out.shape:
+        if weights is None or out is None or not _same_shape(node.meta["val"], out):
             continue
         found = _channel_vector(state, other, out, _per_channel_axis(layer))
         if found is None:
@@ -171,8 +177,7 @@ def _fold_affine_before(state: _State, node: fx.Node) -> bool:
         for i in (0, 1):
             found = _channel_vector(state, node.args[1 - i], out, axis)
             src = node.args[i]
-            if found is not None and isinstance(src, fx.Node) and src.meta.get("val") is not None \
-                    and src.meta["val"].shape == out.shape:
+            if found is not None and isinstance(src, fx.Node) and _same_shape(src.meta.get("val"), out):
                 shift, chain = found
                 removed += [node, *chain]
                 node = src
@@ -185,8 +190,7 @@ def _fold_affine_before(state: _State, node: fx.Node) -> bool:
         for i in (0, 1):
             found = _channel_vector(state, node.args[1 - i], out, axis)
             src = node.args[i]
-            if found is not None and isinstance(src, fx.Node) and src.meta.get("val") is not None \
-                    and src.meta["val"].shape == out.shape:
+            if found is not None and isinstance(src, fx.Node) and _same_shape(src.meta.get("val"), out):
                 scale, chain = found
                 removed += [node, *chain]
                 node = src

@@ -1,0 +1,66 @@
+""".pte lowering speed-up: the graph signature's name maps built once per state of the signature
+(``cached_signature_maps``), with the same program bytes and torch's classes as they were."""
+import contextlib
+
+import pytest
+import torch
+from test_pte_decompositions import _Net  # conv, silu, pad, a portable flip (two partitions), linear
+from torch.export import graph_signature as gs
+
+import edgeml.backends.xnnpack.lowering as pte
+
+
+def _signature() -> gs.ExportGraphSignature:
+    torch.manual_seed(0)
+    return torch.export.export(_Net().eval(), (torch.randn(1, 3, 10, 10),)).graph_signature
+
+
+def _maps(signature: gs.ExportGraphSignature) -> tuple[dict, ...]:
+    return tuple(dict(getattr(signature, name)) for name in pte._SIGNATURE_MAPS)
+
+
+def test_cached_maps_follow_every_change_to_the_signature():
+    signature = _signature()
+    with pte.cached_signature_maps():
+        first = signature.inputs_to_parameters
+        assert signature.inputs_to_parameters is first  # built once
+        assert _maps(signature) == _maps(_signature())
+        # An argument renamed in place (ExportGraphSignature.replace_all_uses does this).
+        name = next(iter(first))
+        signature.replace_all_uses(name, "renamed")
+        assert "renamed" in signature.inputs_to_parameters and name not in signature.inputs_to_parameters
+        # A spec's kind changed in place, a spec removed, a spec added, the list replaced.
+        spec = next(s for s in signature.input_specs if s.kind == gs.InputKind.PARAMETER)
+        spec.kind = gs.InputKind.BUFFER
+        assert spec.arg.name in signature.inputs_to_buffers
+        signature.input_specs.remove(spec)
+        assert spec.arg.name not in signature.inputs_to_buffers
+        signature.input_specs.insert(0, gs.InputSpec(gs.InputKind.CONSTANT_TENSOR, gs.TensorArgument("c"), "c"))
+        assert signature.inputs_to_lifted_tensor_constants == {"c": "c"}
+        signature.input_specs = []
+        assert _maps(signature) == ({}, {}, {})
+    # Afterwards: the properties and __setattr__ are torch's own again.
+    assert gs.ExportGraphSignature.__dict__["inputs_to_parameters"].fget.__module__ == gs.__name__
+    assert "__setattr__" not in vars(gs.InputSpec) and "__setattr__" not in vars(gs.TensorArgument)
+
+
+def test_the_same_program_with_and_without_the_cache(monkeypatch):
+    def lowered(cache: bool) -> bytes:
+        torch.manual_seed(0)
+        exported = torch.export.export(_Net().eval(), (torch.randn(1, 3, 10, 10),))
+        with monkeypatch.context() as m:
+            if not cache:
+                m.setattr(pte, "cached_signature_maps", contextlib.nullcontext)
+            data, summary = pte.lower_to_pte(exported)
+        assert summary.compute_share == 1.0
+        return data
+
+    assert lowered(cache=True) == lowered(cache=False)
+
+
+def test_the_patch_is_undone_when_lowering_fails():
+    with pytest.raises(RuntimeError, match="boom"), pte.cached_signature_maps():
+        raise RuntimeError("boom")
+    assert "inputs_to_buffers" in vars(gs.ExportGraphSignature)
+    assert vars(gs.ExportGraphSignature)["inputs_to_buffers"].fget.__module__ == gs.__name__
+    assert "__setattr__" not in vars(gs.ExportGraphSignature)
