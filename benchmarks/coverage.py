@@ -443,7 +443,7 @@ def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) 
 
     import torch
 
-    from edgeml.profile.compare import balanced_load_orders, interleaved_order, split_rounds
+    from edgeml.profile.compare import time_interleaved
     from edgeml.runtime.runners import PteRunner, make_runner
 
     found = timed_artifacts(entry["key"])
@@ -476,23 +476,16 @@ def step_timing(entry: dict, cache: Path, threads: int, budget_s: float = 90.0) 
         once[CONTROL] = once["executorch"]
     # Up to 200 rounds: with 15, a 2 ms model (PP-LCNet) read 1.049 (interval 1.020 - 1.061) against
     # ExecuTorch by hand; 200 rounds read 0.992 (0.984 - 1.002).
-    orders = [[tools[k] for k in order] for order in balanced_load_orders(len(tools))]
-    total = max(2 * len(orders), min(200, int(budget_s / max(sum(once.values()), 1e-3))))
-    blocks = split_rounds(total, len(orders))
-    samples: dict[str, list[float]] = {tool: [] for tool in tools}
-    done = 0
-    for order, block in zip(orders, blocks):
-        runners = {tool: load(tool) for tool in order}
-        for i in range(done, done + block):
-            for k in interleaved_order(i, len(tools)):
-                tool = tools[k]
-                runner, x = runners[tool]
-                t = time.perf_counter()
-                runner.run(x)
-                samples[tool].append((time.perf_counter() - t) * 1e3)
-        done += block
-        del runners
-        gc.collect()
+    total = max(2 * len(tools), min(200, int(budget_s / max(sum(once.values()), 1e-3))))
+
+    def loader(tool: str):
+        runner, x = load(tool)
+        return lambda: runner.run(x)
+
+    timed = time_interleaved([lambda tool=tool: loader(tool) for tool in tools], total)
+    orders = [[tools[k] for k in order] for order in timed.orders]
+    blocks, done = timed.rounds_per_order, sum(timed.rounds_per_order)
+    samples = dict(zip(tools, timed.samples_ms))
     return {"ok": True, "artifacts": found, "exports": _export_dates(entry["key"], found), "rounds": done,
             "method": TIMING_METHOD, "threads": threads, "budget_s": budget_s,
             "load_orders": orders, "rounds_per_order": blocks, "load": _load(),

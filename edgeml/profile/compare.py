@@ -80,6 +80,57 @@ def split_rounds(rounds: int, parts: int) -> list[int]:
     return [rounds // parts + (1 if i < rounds % parts else 0) for i in range(parts)]
 
 
+@dataclass
+class InterleavedTimes:
+    """What ``time_interleaved`` measured, per program in the order given."""
+
+    samples_ms: list[list[float]]  # one per round
+    load_ms: list[list[float]]  # one per loading (its first inference included)
+    orders: list[list[int]]  # the loading orders, one per share of the rounds
+    rounds_per_order: list[int]
+
+
+def time_interleaved(loaders: Sequence[Callable[[], Callable[[], object]]], rounds: int, *, warmup: int = 0,
+                     on_run: Callable[[], None] | None = None) -> InterleavedTimes:
+    """Time programs side by side: ``rounds`` rounds of one call each, each round in a fresh random
+    order (``interleaved_order``), over one loading of every program per position of the loading
+    order (``balanced_load_orders``), each loading running its share of the rounds.
+
+    A loader loads its program and returns the call to time (loading completes in the loader, e.g.
+    with a first inference: it is timed as the load). ``warmup`` untimed rounds follow the first
+    loading only; later loadings are warm from their loaders' first inference."""
+    n = len(loaders)
+    samples: list[list[float]] = [[] for _ in loaders]
+    loads: list[list[float]] = [[] for _ in loaders]
+    orders, blocks, done = [], [], 0
+    for order, block in zip(balanced_load_orders(n), split_rounds(rounds, n)):
+        if not block:
+            break  # fewer rounds than programs: not every position gets a loading
+        calls: list = [None] * n
+        for i in order:
+            t = time.perf_counter()
+            calls[i] = loaders[i]()
+            loads[i].append((time.perf_counter() - t) * 1e3)
+        for r in range(0 if done else warmup):
+            for i in interleaved_order(r, n):
+                calls[i]()
+                if on_run:
+                    on_run()
+        for r in range(done, done + block):
+            for i in interleaved_order(r, n):
+                t = time.perf_counter()
+                calls[i]()
+                samples[i].append((time.perf_counter() - t) * 1e3)
+                if on_run:
+                    on_run()
+        done += block
+        orders.append(order)
+        blocks.append(block)
+        del calls
+        gc.collect()
+    return InterleavedTimes(samples, loads, orders, blocks)
+
+
 def compare_on_host(
     artifacts: Sequence[str | Path],
     *,
@@ -97,40 +148,18 @@ def compare_on_host(
     for fmt in dict.fromkeys(o.format for o in opened):
         initialize_runtime(fmt)  # the runtimes' imports are not the programs' load time
     n = len(opened)
-    loads: list[list[float]] = [[] for _ in opened]
     inputs: list = [None] * n
-    samples: list[list[float]] = [[] for _ in opened]
-    done = 0
-    for order, block in zip(balanced_load_orders(n), split_rounds(runs, n)):
-        if not block:
-            break  # fewer rounds than artifacts: not every position gets a loading
-        # Every artifact is loaded once from every position of the loading order, and a share of
-        # the rounds runs on each loading (balanced_load_orders says why).
-        runners: list = [None] * n
-        for i in order:
-            t0 = time.perf_counter()
-            # ORT's spinning threads would steal the cores from the artifact timed next.
-            runner = make_runner(opened[i], threads=threads, spinning=False)
-            if inputs[i] is None:
-                inputs[i] = _example_inputs(runner, opened[i].manifest)
-            runner.run(inputs[i])  # completes loading, as in profile_artifact
-            loads[i].append((time.perf_counter() - t0) * 1e3)
-            runners[i] = runner
-        for r in range(0 if done else warmup):  # later loadings are warm from their loading run
-            for i in interleaved_order(r, n):
-                runners[i].run(inputs[i])
-                if on_run:
-                    on_run()
-        for r in range(done, done + block):
-            for i in interleaved_order(r, n):
-                t = time.perf_counter()
-                runners[i].run(inputs[i])
-                samples[i].append((time.perf_counter() - t) * 1e3)
-                if on_run:
-                    on_run()
-        done += block
-        del runners
-        gc.collect()
+
+    def loader(i: int) -> Callable[[], object]:
+        # ORT's spinning threads would steal the cores from the artifact timed next.
+        runner = make_runner(opened[i], threads=threads, spinning=False)
+        if inputs[i] is None:
+            inputs[i] = _example_inputs(runner, opened[i].manifest)
+        runner.run(inputs[i])  # completes loading, as in profile_artifact
+        return lambda: runner.run(inputs[i])
+
+    timed = time_interleaved([lambda i=i: loader(i) for i in range(n)], runs, warmup=warmup, on_run=on_run)
+    samples, loads = timed.samples_ms, timed.load_ms
     load_ms = [statistics.median(v) for v in loads]
     device = host_device()
     why = "not measured with --compare (profile the artifact alone for it)"
