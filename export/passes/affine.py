@@ -156,6 +156,18 @@ def _fold_scale_after(state: _State, node: fx.Node) -> bool:
     return False
 
 
+def _constant_operand(state: _State, node: fx.Node, out: torch.Tensor, axis: int
+                      ) -> tuple[torch.Tensor, list[fx.Node], fx.Node] | None:
+    """A binary op's per-channel constant operand (as ``_channel_vector``) and its other operand, a
+    computed tensor of the op's own shape; None if it has no such pair."""
+    for i in (0, 1):
+        src = node.args[i]
+        found = _channel_vector(state, node.args[1 - i], out, axis)
+        if found is not None and isinstance(src, fx.Node) and _same_shape(src.meta.get("val"), out):
+            return (*found, src)
+    return None
+
+
 def _fold_affine_before(state: _State, node: fx.Node) -> bool:
     """``n * g + b`` (or either alone) read only by pointwise layers: into their input channels."""
     readers = list(node.users)
@@ -174,27 +186,18 @@ def _fold_affine_before(state: _State, node: fx.Node) -> bool:
     removed: list[fx.Node] = []
     top = node
     if node.target in _ADD and len(node.args) == 2 and node.kwargs.get("alpha", 1) == 1:
-        for i in (0, 1):
-            found = _channel_vector(state, node.args[1 - i], out, axis)
-            src = node.args[i]
-            if found is not None and isinstance(src, fx.Node) and _same_shape(src.meta.get("val"), out):
-                shift, chain = found
-                removed += [node, *chain]
-                node = src
-                break
-        if shift is None:
-            return False
-        if any(b is None for _, b in weights):
-            return False  # no bias to carry the shift
+        split = _constant_operand(state, node, out, axis)
+        if split is None or any(b is None for _, b in weights):
+            return False  # nothing to fold, or no bias to carry the shift
+        shift, chain, src = split
+        removed += [node, *chain]
+        node = src
     if node.target in _MUL and (shift is None or len(node.users) == 1):
-        for i in (0, 1):
-            found = _channel_vector(state, node.args[1 - i], out, axis)
-            src = node.args[i]
-            if found is not None and isinstance(src, fx.Node) and _same_shape(src.meta.get("val"), out):
-                scale, chain = found
-                removed += [node, *chain]
-                node = src
-                break
+        split = _constant_operand(state, node, out, axis)
+        if split is not None:
+            scale, chain, src = split
+            removed += [node, *chain]
+            node = src
     if shift is None and scale is None:
         return False
     for (weight, bias) in weights:
