@@ -8,8 +8,9 @@ the PyTorch reference (x86 run and ARM run), SQNR and max abs error of the ARM r
 x86 run, and top-1 agreement. The note column says ``bit-identical`` when the ARM outputs equal
 the x86 ones, ``fp32 rounding`` when they differ by no more than fp32 summation order would
 (>= 90 dB), ``fp16 rounding`` for an fp16 program whose ARM run (native fp16 arithmetic) is as
-close to PyTorch as the x86 run (within 6 dB and above fp16's 30 dB threshold, or no further than
-the x86 run where that is below it), ``int8 steps``
+close to PyTorch as the x86 run (within 6 dB, or at least 40 dB, what fp16 arithmetic gives through
+a whole network; above fp16's 30 dB threshold, or no further than the x86 run where that is below
+it), ``int8 steps``
 for an int8 program whose ARM run differs from the x86 one but is as close to PyTorch (within
 0.5 dB): at a few quantization points a value lands one int8 step away, where the ops before the
 point round differently on the two CPUs — fp32 ops between two points (a LayerNorm's mean and
@@ -49,6 +50,10 @@ from edgeml.quantize.schemes import default_min_sqnr  # noqa: E402
 
 FP32_ROUNDING_DB = 90.0  # ARM vs x86 above this: summation order, not a different computation
 FP16_ARM_LOSS_DB = 6.0  # fp16: ARM may lose this much against PyTorch beyond the x86 run and still agree
+# ... or read at least this: fp16 arithmetic through a whole network (every ARM fp16 run so far: 43 - 52
+# dB). Where the host has no fp16 arithmetic (AMD EPYC), x86 XNNPACK computes the fp16 program's ops in
+# fp32 and reads 57 - 64 dB, so "within 6 dB of x86" would ask ARM's fp16 math to match fp32 math.
+FP16_ARITHMETIC_DB = 40.0
 INT8_ARM_LOSS_DB = 0.5  # int8: one-step flips from fp32 rounding cost at most this against PyTorch
 SCHEME_LABEL = {"none": "fp32", "int8": "int8", "fp16": "fp16"}
 
@@ -71,10 +76,12 @@ def _verdict(scheme: str, x86_ref_db: float, arm_ref_db: float, arm_x86_db: floa
     if arm_x86_db == math.inf:
         return "bit-identical"
     if scheme == "fp16":
-        # ARMv8.2 cores compute in fp16 where x86 XNNPACK converts around fp32 math: the two
-        # round differently, so they agree when ARM is as close to PyTorch as x86 is.
-        # (A program already below the threshold on x86 need only be as close on ARM.)
-        ok = arm_ref_db >= min(x86_ref_db, max(default_min_sqnr("fp16"), x86_ref_db - FP16_ARM_LOSS_DB))
+        # ARMv8.2 cores compute in fp16 where x86 XNNPACK may convert around fp32 math: the two
+        # round differently, so they agree when ARM is about as close to PyTorch as x86 is, or as
+        # close as fp16 arithmetic gets (FP16_ARITHMETIC_DB). (A program already below the
+        # threshold on x86 need only be as close on ARM.)
+        wanted = min(x86_ref_db - FP16_ARM_LOSS_DB, FP16_ARITHMETIC_DB)
+        ok = arm_ref_db >= min(x86_ref_db, max(default_min_sqnr("fp16"), wanted))
         return "fp16 rounding" if ok else "FINDING: fp16 on ARM is further from PyTorch than on x86"
     if arm_x86_db >= FP32_ROUNDING_DB:
         return "fp32 rounding"
