@@ -52,7 +52,7 @@ FP32_ROUNDING_DB = 90.0  # ARM vs x86 above this: summation order, not a differe
 FP16_ARM_LOSS_DB = 6.0  # fp16: ARM may lose this much against PyTorch beyond the x86 run and still agree
 # ... or read at least this: fp16 arithmetic through a whole network (every ARM fp16 run so far: 43 - 52
 # dB). Where the host has no fp16 arithmetic (AMD EPYC), x86 XNNPACK computes the fp16 program's ops in
-# fp32 and reads 57 - 64 dB, so "within 6 dB of x86" would ask ARM's fp16 math to match fp32 math.
+# fp32 and reads 56 - 64 dB, so "within 6 dB of x86" would ask ARM's fp16 math to match fp32 math.
 FP16_ARITHMETIC_DB = 40.0
 INT8_ARM_LOSS_DB = 0.5  # int8: one-step flips from fp32 rounding cost at most this against PyTorch
 SCHEME_LABEL = {"none": "fp32", "int8": "int8", "fp16": "fp16"}
