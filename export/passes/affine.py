@@ -68,7 +68,9 @@ def _layer(node: object) -> str | None:
     if node.target in _CONV:
         weight = node.args[1]
         val = weight.meta.get("val") if isinstance(weight, fx.Node) else None
-        stride, padding, dilation, groups = (list(node.args[3:]) + [1, 0, 1, 1][len(node.args[3:]):])[:4]
+        # conv2d(input, weight, bias, stride=1, padding=0, dilation=1, groups=1): stride and
+        # dilation do not matter to a 1x1 kernel.
+        _, padding, _, groups = (list(node.args[3:]) + [1, 0, 1, 1][len(node.args[3:]):])[:4]
         if (val is not None and val.dim() == 4 and tuple(val.shape[2:]) == (1, 1) and groups == 1
                 and all(p == 0 for p in ([padding] * 2 if isinstance(padding, int) else padding))):
             return "conv"
