@@ -23,6 +23,14 @@ along the layer's channel axis only; the layer's weight (and bias) are read by t
 a convolution is 2-D with a 1x1 kernel, no padding and one group (a shift does not commute with
 zero padding, and a grouped convolution mixes only some channels). Everything else is left as it
 is. Same function up to fp32 rounding.
+
+Before int8 quantization a fold also has to keep the weights quantizable. A per-channel weight
+observer has a smallest scale (XNNPACKQuantizer's: 2**-12, so that XNNPACK's requantization scale
+stays in range), and a small layer scale folded into the weights can push a channel's largest
+weight below a few steps of it: a scale of 1e-6 (ConvNeXt's init) quantizes the whole channel to
+zero. With ``min_weight_step`` set, a fold goes ahead only if every output channel it shrinks keeps
+its largest weight at 64 steps or more (at most one of int8's 7 magnitude bits lost), or shrinks a
+channel that never had them not at all.
 """
 from __future__ import annotations
 
@@ -38,6 +46,7 @@ _CONV = {aten.conv2d.default}
 _LINEAR = {aten.linear.default}
 _MUL = {aten.mul.Tensor, aten.mul.Scalar}
 _ADD = {aten.add.Tensor}
+_MIN_STEPS = 64  # per-channel weight quantization steps a fold must leave (module docstring)
 _VIEWS = {aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.unsqueeze.default}
 
 
@@ -46,7 +55,17 @@ class _State:
     program: torch.export.ExportedProgram
     fqn: dict[str, str]  # placeholder name -> state_dict key, parameters and persistent buffers only
     kind: dict[str, InputKind]
+    min_weight_step: float | None = None
     erased: set[fx.Node] = field(default_factory=set)
+
+    def quantizable(self, before: torch.Tensor, after: torch.Tensor) -> bool:
+        """Whether ``after`` (a folded weight, output channels first) keeps each channel's largest
+        weight at ``_MIN_STEPS`` quantization steps or more where ``before`` had it (module docstring)."""
+        if self.min_weight_step is None:
+            return True
+        floor = _MIN_STEPS * self.min_weight_step
+        old, new = (w.abs().reshape(w.shape[0], -1).amax(1) for w in (before, after))
+        return bool((new >= torch.clamp(old, max=floor)).all())
 
     def value(self, placeholder: fx.Node) -> torch.Tensor:
         return self.program.state_dict[self.fqn[placeholder.name]]
@@ -149,7 +168,10 @@ def _fold_scale_after(state: _State, node: fx.Node) -> bool:
         scale, chain = found
         weight, bias = weights
         w = state.value(weight)
-        state.set(weight, w * scale.view(-1, *([1] * (w.dim() - 1))))
+        folded = w * scale.view(-1, *([1] * (w.dim() - 1)))
+        if not state.quantizable(w, folded):
+            continue
+        state.set(weight, folded)
         if bias is not None:
             state.set(bias, state.value(bias) * scale)
         node.replace_all_uses_with(layer)
@@ -202,6 +224,10 @@ def _fold_affine_before(state: _State, node: fx.Node) -> bool:
             node = src
     if shift is None and scale is None:
         return False
+    if scale is not None and not all(
+            state.quantizable(w, w * scale.view(1, -1, *([1] * (w.dim() - 2))))
+            for w in (state.value(weight) for weight, _ in weights)):
+        return False
     for (weight, bias) in weights:
         w = state.value(weight)
         if shift is not None:
@@ -231,15 +257,17 @@ def _erase(state: _State, nodes: list[fx.Node]) -> None:
         state.erased.add(n)
 
 
-def fold_channel_affines(program: torch.export.ExportedProgram) -> int:
+def fold_channel_affines(program: torch.export.ExportedProgram, *, min_weight_step: float | None = None) -> int:
     """In place: fold every per-channel scale after, and scale and shift before, a pointwise layer
-    (module docstring). Returns how many ops were folded away."""
+    (module docstring). ``min_weight_step``: the smallest per-channel weight scale of the quantizer
+    that will read the program, to keep folds from pushing weights under it; None for a program
+    that stays floating point. Returns how many ops were folded away."""
     signature = program.graph_signature
     fqn, kind = {}, {}
     for spec in signature.input_specs:
         if spec.kind == InputKind.PARAMETER or (spec.kind == InputKind.BUFFER and spec.persistent):
             fqn[spec.arg.name], kind[spec.arg.name] = spec.target, spec.kind
-    state = _State(program, fqn, kind)
+    state = _State(program, fqn, kind, min_weight_step)
     folded = 0
     graph = program.graph_module.graph
     for node in list(graph.nodes):

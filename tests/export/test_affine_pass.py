@@ -137,3 +137,41 @@ def test_int8_export_folds_before_observing(tmp_path):
     art = export(m, quantize="int8", input_shape=(1, 3, 12, 12), output_dir=tmp_path)
     manifest = json.loads(art.path.with_suffix(".json").read_text())
     assert next(iter(manifest["parity"]["outputs"].values()))["image_sqnr_db"]["min"] > 25
+
+
+class TinyScale(nn.Module):
+    """ConvNeXt's init: a layer scale of 1e-6 after a pointwise layer, and a norm weight that small."""
+
+    def __init__(self, c: int = 8, scale: float = 1e-6) -> None:
+        super().__init__()
+        self.pw, self.fc = nn.Conv2d(c, c, 1), nn.Linear(c, c)
+        self.gamma = nn.Parameter(torch.full((c, 1, 1), scale))
+        self.g = nn.Parameter(torch.full((c,), scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x + self.gamma * self.pw(x)
+        return self.fc(y.flatten(2).transpose(1, 2) * self.g)
+
+
+@pytest.mark.parametrize("scale, folded", [(1e-6, 0), (1.0, 2)])
+def test_folds_keep_weights_quantizable(scale, folded):
+    """A fold must not push a channel's weights under the quantizer's smallest scale: 1e-6 times
+    weights of ~0.3 is below one step of 2**-12 and would quantize to zero."""
+    from edgeml.backends.xnnpack.quantizer import WEIGHT_SCALE_FLOOR
+
+    torch.manual_seed(0)
+    m, x = TinyScale(scale=scale).eval(), torch.randn(1, 8, 3, 3)
+    assert fold_channel_affines(torch.export.export(m, (x,))) == 2  # a float program takes both
+    ep = torch.export.export(m, (x,))
+    assert fold_channel_affines(ep, min_weight_step=WEIGHT_SCALE_FLOOR) == folded
+    with torch.no_grad():
+        torch.testing.assert_close(ep.module()(x), m(x), rtol=1e-5, atol=1e-7)
+
+
+def test_weight_scale_floor_is_the_quantizers():
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+
+    from edgeml.backends.xnnpack.quantizer import WEIGHT_SCALE_FLOOR
+
+    ctr = get_symmetric_quantization_config(is_per_channel=True).weight.observer_or_fake_quant_ctr
+    assert ctr().eps.item() == WEIGHT_SCALE_FLOOR

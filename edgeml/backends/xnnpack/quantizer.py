@@ -293,6 +293,11 @@ def _edgeml_quantizer_class():
     return EdgeXnnpackQuantizer
 
 
+# XNNPACKQuantizer's smallest per-channel weight scale (its weight observer's eps; the test suite
+# checks it against the quantizer's config).
+WEIGHT_SCALE_FLOOR = 2**-12
+
+
 def xnnpack_quantizer(scheme: Scheme, observer: str | None):
     """XNNPACKQuantizer for ``int8`` (static, the given observer) or ``int8-dynamic``; static int8
     also quantizes a conv / linear and the clamp after it as one op (``annotate.py``)."""
@@ -342,8 +347,9 @@ class Pt2eSession(QuantSession):
         # The same dynamic shapes as the final capture: a graph prepared static and exported
         # dynamic later fails at run time ("Attempted to resize a static tensor").
         captured = torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes)
-        # Before observers: a folded layer scale is carried by the per-channel weight scales.
-        fold_channel_affines(captured)
+        # Before observers: a folded layer scale is carried by the per-channel weight scales (a
+        # fold that would push weights under their smallest scale is skipped).
+        fold_channel_affines(captured, min_weight_step=WEIGHT_SCALE_FLOOR)
         graph = captured.module()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
