@@ -64,3 +64,36 @@ def test_the_patch_is_undone_when_lowering_fails():
     assert "inputs_to_buffers" in vars(gs.ExportGraphSignature)
     assert vars(gs.ExportGraphSignature)["inputs_to_buffers"].fget.__module__ == gs.__name__
     assert "__setattr__" not in vars(gs.ExportGraphSignature)
+
+
+def test_the_same_program_with_executorchs_ir_checks(monkeypatch):
+    """``lower_to_pte`` turns ExecuTorch's IR validity checks off (as its XNNPACK configuration
+    does): checks only, the same bytes as with them on, quantized program included."""
+    import executorch.exir as exir
+
+    from edgeml.backends.xnnpack.quantizer import Pt2eSession
+    from edgeml.quantize.schemes import get_scheme
+
+    def lowered(checks: bool, int8: bool) -> bytes:
+        torch.manual_seed(0)
+        model, x = _Net().eval(), torch.randn(1, 3, 10, 10)
+        if int8:
+            model = Pt2eSession(model, (x,), get_scheme("int8"), None, [x]).quantized_module([])
+        exported = torch.export.export(model, (x,))
+        seen = []
+        original = exir.to_edge_transform_and_lower
+
+        def spy(*args, **kwargs):
+            seen.append(kwargs["compile_config"]._check_ir_validity)
+            if checks:
+                kwargs["compile_config"] = exir.EdgeCompileConfig()
+            return original(*args, **kwargs)
+
+        with monkeypatch.context() as m:
+            m.setattr(exir, "to_edge_transform_and_lower", spy)
+            data, _ = pte.lower_to_pte(exported)
+        assert seen == [False]
+        return data
+
+    for int8 in (False, True):
+        assert lowered(checks=True, int8=int8) == lowered(checks=False, int8=int8)
