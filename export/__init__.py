@@ -180,7 +180,7 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str
     programs: ``edgeml.quantize.fp16.fp16_decompositions``). Chained and
     identity reshapes and zero pads are dropped afterwards (``passes.reshapes.simplify_reshapes``)."""
     from edgeml.backends import get_backend
-    from edgeml.backends.xnnpack.lowering import deferred_recompiles
+    from edgeml.backends.xnnpack.lowering import cached_signature_maps, deferred_recompiles
     from edgeml.export.passes.reshapes import simplify_reshapes
 
     try:
@@ -193,7 +193,9 @@ def decompose_custom_ops(exported: torch.export.ExportedProgram, *, backend: str
     has_custom = bool({n.target for n in exported.graph.nodes if n.op == "call_function"} & set(custom))
     if not has_custom and not ((backend or extra) and table):
         return exported
-    with deferred_recompiles():
+    # The signature's name maps cached: constant propagation asks them per placeholder (6% of
+    # RAVLT-B's int8 export in py-spy, rebuilt on every read).
+    with deferred_recompiles(), cached_signature_maps():
         # Without a custom op there is nothing to fold; the backend's decompositions still run here.
         decomposed = exported.run_decompositions(table)
         if has_custom:

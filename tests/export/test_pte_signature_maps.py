@@ -97,3 +97,39 @@ def test_the_same_program_with_executorchs_ir_checks(monkeypatch):
 
     for int8 in (False, True):
         assert lowered(checks=True, int8=int8) == lowered(checks=False, int8=int8)
+
+
+class _Attention(torch.nn.Module):
+    """A causal, decaying ``edgeml::linear_attention``: its chunked decomposition builds masks that
+    constant propagation folds."""
+
+    def __init__(self, c: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.qkv, self.heads = torch.nn.Linear(c, 3 * c), heads
+        self.log_decay = torch.nn.Parameter(-torch.rand(heads))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from edgeml.kernels import linear_attention
+
+        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
+        decay = self.log_decay[None, :, None].expand(x.shape[0], -1, x.shape[1])
+        return linear_attention(q, k, v, causal=True, log_decay=decay)
+
+
+def test_the_same_decomposition_with_and_without_the_cache(monkeypatch):
+    """``decompose_custom_ops`` (the retrace and constant propagation) runs under the cache too."""
+    from edgeml.export import decompose_custom_ops
+
+    def decomposed(cache: bool) -> tuple:
+        torch.manual_seed(0)
+        exported = torch.export.export(_Attention().eval(), (torch.randn(1, 40, 8),))
+        with monkeypatch.context() as m:
+            if not cache:
+                m.setattr(pte, "cached_signature_maps", contextlib.nullcontext)
+            ep = decompose_custom_ops(exported, backend="xnnpack")
+        return (ep.graph_module.code, str(ep.graph_signature),
+                {k: v.tolist() for k, v in {**ep.state_dict, **ep.constants}.items()})
+
+    with_cache = decomposed(cache=True)
+    assert "linear_attention" not in with_cache[0] and with_cache[2]
+    assert with_cache == decomposed(cache=False)
