@@ -28,9 +28,9 @@ Before int8 quantization a fold also has to keep the weights quantizable. A per-
 observer has a smallest scale (XNNPACKQuantizer's: 2**-12, so that XNNPACK's requantization scale
 stays in range), and a small layer scale folded into the weights can push a channel's largest
 weight below a few steps of it: a scale of 1e-6 (ConvNeXt's init) quantizes the whole channel to
-zero. With ``min_weight_step`` set, a fold goes ahead only if every output channel it shrinks keeps
-its largest weight at 64 steps or more (at most one of int8's 7 magnitude bits lost), or shrinks a
-channel that never had them not at all.
+zero. With ``min_weight_step`` set, a fold goes ahead only if every output channel keeps its
+largest weight at 64 steps or more (at most one of int8's 7 magnitude bits lost) or, for a channel
+already below that, no smaller than it was.
 """
 from __future__ import annotations
 
