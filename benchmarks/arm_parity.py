@@ -197,7 +197,54 @@ def main() -> int:
     job_of = {id(e[3]): j for j, e in enumerate(runnable)}
     jobs = [Job(opened.path, opened.format, run.inputs, opened.manifest.artifact.get("sha256"))
             for _, _, opened, run, _ in runnable]
-    per_cpu = {}
+    headers = ["model", "scheme", "CPU", "kernel features", "x86 vs PyTorch dB", "ARM vs PyTorch dB",
+               "ARM vs x86 dB", "ARM vs x86 max abs", "top-1 ARM vs PyTorch", "top-1 ARM vs x86", "note"]
+    md = args.markdown or args.work / "arm_parity.md"
+
+    def write_table(done: dict) -> list[list[str]]:
+        """The table of the profiles in ``done`` (CPU -> results), written to ``md``: after each
+        profile, so that an hours-long run keeps what finished if a later profile is stopped."""
+        rows = []
+        for label, scheme, opened, run, note in entries:
+            if opened is None:
+                rows.append([label, SCHEME_LABEL[scheme], "-", "-", "-", "-", "-", "-", "-", "-", note])
+                continue
+            j = job_of[id(run)]
+            names = [o.name for o in opened.manifest.outputs]
+            logits = opened.manifest.model.get("config", {}).get("output") == "logits"
+            host = score(names, logits, run, run.reference, run.host)
+            for cpu, results in done.items():
+                result = results[j]
+                if result.outputs is None:
+                    rows.append([label, SCHEME_LABEL[scheme], cpu, "-", _db(_sqnr(host)), "-", "-", "-", "-", "-",
+                                 f"FINDING: fails on ARM: {result.error}"[:160]])
+                    continue
+                vs_ref = score(names, logits, run, run.reference, result.outputs)
+                vs_host = score(names, logits, run, run.host, result.outputs)
+                arm_x86 = _sqnr(vs_host)
+                verdict = _verdict(scheme, _sqnr(host), _sqnr(vs_ref), arm_x86)
+                rows.append([label, SCHEME_LABEL[scheme], cpu, " ".join(kernel_features(result.info)),
+                             _db(_sqnr(host)), _db(_sqnr(vs_ref)), _db(arm_x86), max_abs_text(vs_host),
+                             _top1(vs_ref), _top1(vs_host), verdict])
+        n_images = len(runnable[0][3].images) if runnable else 0
+        finished = datetime.datetime.now(datetime.timezone.utc)
+        profiles = ", ".join(done)
+        if len(done) < len(cpus):
+            profiles += f" (of {', '.join(cpus)}; the rest not run yet)"
+        lines = ["## ARM kernels under qemu-user (benchmarks/arm_parity.py)", ""]
+        lines += [f"- {line}" for line in header[:-1]] + [f"- CPU profiles: {profiles}"]
+        lines += [f"- {n_images} images; SQNR over all images and outputs (the worst output); "
+                  f"wall time {(finished - started).total_seconds() / 60:.0f} min", ""]
+        lines.append("| " + " | ".join(headers) + " |")
+        lines.append("|" + "|".join("---" for _ in headers) + "|")
+        lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+        tmp = md.with_name(md.name + ".partial")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(md)  # whole tables only: a reader never sees a half-written file
+        return rows
+
+    per_cpu: dict = {}
+    rows: list = []
     for cpu in cpus:
         t = time.monotonic()
         print(f"aarch64 {cpu}: {len(jobs)} programs in one emulated process", flush=True)
@@ -210,44 +257,11 @@ def main() -> int:
 
         on_call.count = {}
         per_cpu[cpu] = run_jobs(env, jobs, cpu, on_call=on_call)
+        rows = write_table(per_cpu)
+        print(f"  {cpu}: table so far in {md}", flush=True)
 
-    headers = ["model", "scheme", "CPU", "kernel features", "x86 vs PyTorch dB", "ARM vs PyTorch dB",
-               "ARM vs x86 dB", "ARM vs x86 max abs", "top-1 ARM vs PyTorch", "top-1 ARM vs x86", "note"]
-    rows = []
-    for label, scheme, opened, run, note in entries:
-        if opened is None:
-            rows.append([label, SCHEME_LABEL[scheme], "-", "-", "-", "-", "-", "-", "-", "-", note])
-            continue
-        j = job_of[id(run)]
-        names = [o.name for o in opened.manifest.outputs]
-        logits = opened.manifest.model.get("config", {}).get("output") == "logits"
-        host = score(names, logits, run, run.reference, run.host)
-        for cpu in cpus:
-            result = per_cpu[cpu][j]
-            if result.outputs is None:
-                rows.append([label, SCHEME_LABEL[scheme], cpu, "-", _db(_sqnr(host)), "-", "-", "-", "-", "-",
-                             f"FINDING: fails on ARM: {result.error}"[:160]])
-                continue
-            vs_ref = score(names, logits, run, run.reference, result.outputs)
-            vs_host = score(names, logits, run, run.host, result.outputs)
-            arm_x86 = _sqnr(vs_host)
-            verdict = _verdict(scheme, _sqnr(host), _sqnr(vs_ref), arm_x86)
-            rows.append([label, SCHEME_LABEL[scheme], cpu, " ".join(kernel_features(result.info)),
-                         _db(_sqnr(host)), _db(_sqnr(vs_ref)), _db(arm_x86), max_abs_text(vs_host), _top1(vs_ref),
-                         _top1(vs_host), verdict])
-    n_images = len(runnable[0][3].images) if runnable else 0
     print()
     print_table(headers, rows)
-    finished = datetime.datetime.now(datetime.timezone.utc)
-    md = args.markdown or args.work / "arm_parity.md"
-    lines = ["## ARM kernels under qemu-user (benchmarks/arm_parity.py)", ""]
-    lines += [f"- {line}" for line in header]
-    lines += [f"- {n_images} images; SQNR over all images and outputs (the worst output); "
-              f"wall time {(finished - started).total_seconds() / 60:.0f} min", ""]
-    lines.append("| " + " | ".join(headers) + " |")
-    lines.append("|" + "|".join("---" for _ in headers) + "|")
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    md.write_text("\n".join(lines) + "\n")
     print(f"\nwrote {md}")
     return 0
 
