@@ -224,17 +224,16 @@ def _fold_affine_before(state: _State, node: fx.Node) -> bool:
             node = src
     if shift is None and scale is None:
         return False
-    if scale is not None and not all(
-            state.quantizable(w, w * scale.view(1, -1, *([1] * (w.dim() - 2))))
-            for w in (state.value(weight) for weight, _ in weights)):
+    current = [state.value(weight) for weight, _ in weights]
+    scaled = current if scale is None else [w * scale.view(1, -1, *([1] * (w.dim() - 2))) for w in current]
+    if not all(state.quantizable(w, f) for w, f in zip(current, scaled)):
         return False
-    for (weight, bias) in weights:
-        w = state.value(weight)
+    for (weight, bias), w, folded in zip(weights, current, scaled):
         if shift is not None:
             # conv: sum over the 1x1 taps; linear: W @ b.
             state.set(bias, state.value(bias) + w.reshape(w.shape[0], w.shape[1]) @ shift)
         if scale is not None:
-            state.set(weight, w * scale.view(1, -1, *([1] * (w.dim() - 2))))
+            state.set(weight, folded)
     top.replace_all_uses_with(node)
     _erase(state, removed)
     return True
