@@ -121,3 +121,62 @@ def test_before_the_pass_the_norms_stay_portable_and_after_none_do():
     assert after.portable_ops == {} and after.compute_share == 1.0
     with torch.no_grad():
         _assert_same(lowered(x), model(x))
+
+
+def test_two_stage_group_sizes():
+    from edgeml.backends.xnnpack.passes.layernorm import two_stage_group
+
+    assert two_stage_group(768) == 24  # |24^2 - 768| = 192 < |32^2 - 768| = 256
+    assert two_stage_group(64) == 8
+    assert two_stage_group(96) == 8    # 8^2 is 32 below 96, 12^2 48 above
+    assert two_stage_group(13) is None  # a prime: no two-stage form
+
+
+def _count(graph, target) -> int:
+    return sum(n.target == target for n in graph.nodes)
+
+
+@pytest.mark.parametrize("form", ["module", "decomposition"])
+def test_fp16_token_layernorm_averages_in_two_stages(form):
+    """fp16 programs take each LayerNorm average as two short products (module doc: an fp16 sum
+    of C small terms loses what fp32 keeps on ARM); fp32 ones keep one product per average. Same
+    function either way, to fp16's precision."""
+    from edgeml.backends.xnnpack.passes.layernorm import layer_norm_as_linears
+
+    norm = _randomize_affine(nn.LayerNorm(96, eps=1e-6))
+    x = torch.randn(2, 7, 96) * 3 + torch.linspace(-2, 2, 96)
+    with torch.no_grad():
+        ref = norm(x)
+        if form == "module":
+            lowered = lower_layernorms(norm)
+            fp16 = lowered.half()(x.half())
+            graphs = {dt: torch.export.export(lower_layernorms(norm).to(dt), (x.to(dt),)).graph
+                      for dt in (torch.float32, torch.float16)}
+        else:
+            fp16 = layer_norm_as_linears(x.half(), [96], norm.weight.half(), norm.bias.half(), 1e-6)[0]
+
+            class F(nn.Module):
+                def forward(self, t, w, b):
+                    return layer_norm_as_linears(t, [96], w, b, 1e-6)[0]
+
+            graphs = {dt: torch.export.export(F(), (x.to(dt), norm.weight.to(dt), norm.bias.to(dt))).graph
+                      for dt in (torch.float32, torch.float16)}
+    assert _count(graphs[torch.float32], torch.ops.aten.linear.default) == 2
+    assert _count(graphs[torch.float16], torch.ops.aten.linear.default) == 4
+    err = (fp16.float() - ref).pow(2).sum() / ref.pow(2).sum()
+    assert 10 * torch.log10(1 / err) > 50
+
+
+def test_fp16_channel_layernorm_averages_in_two_stages():
+    norm = _randomize_affine(LayerNorm2d(24))
+    x = _channel_input()
+    lowered = lower_layernorms(norm)
+    with torch.no_grad():
+        ref = norm(x)
+        fp16 = lower_layernorms(norm).half()(x.half())
+        g16 = torch.export.export(lower_layernorms(norm).half(), (x.half(),)).graph
+        g32 = torch.export.export(lowered, (x,)).graph
+    assert _count(g32, torch.ops.aten.conv2d.default) == 2
+    assert _count(g16, torch.ops.aten.conv2d.default) == 4
+    err = (fp16.float() - ref).pow(2).sum() / ref.pow(2).sum()
+    assert 10 * torch.log10(1 / err) > 50
