@@ -57,24 +57,30 @@ def two_stage_group(channels: int) -> int | None:
     return min(divisors, key=lambda d: (abs(d * d - channels), -d))
 
 
+def _group_averaging(c: int, g: int, x: torch.Tensor) -> torch.Tensor:
+    """``(c // g, c)``: row ``j`` averages features ``j * g .. j * g + g - 1`` and is zero elsewhere."""
+    rows = torch.arange(c // g, device=x.device).unsqueeze(1)
+    return (torch.arange(c, device=x.device) // g == rows).to(x.dtype) / g
+
+
 def _two_stage_linear_mean(x: torch.Tensor, g: int) -> torch.Tensor:
-    """The mean over the last axis of ``x`` (keepdim) as two products: over groups of ``g``
-    features, then over the group means."""
+    """The mean over the last axis of ``x`` (keepdim) as two linears: one to the ``C / g`` group
+    means (block-diagonal weight, as in ``_two_stage_channel_mean``), one averaging those."""
     c = x.shape[-1]
-    lead = x.shape[:-1]
-    first = torch.full((1, g), 1.0 / g, dtype=x.dtype, device=x.device)
     second = torch.full((1, c // g), g / c, dtype=x.dtype, device=x.device)
-    groups = F.linear(x.reshape(*lead, c // g, g), first).reshape(*lead, c // g)
-    return F.linear(groups, second)
+    return F.linear(F.linear(x, _group_averaging(c, g, x)), second)
 
 
 def _two_stage_channel_mean(x: torch.Tensor, g: int) -> torch.Tensor:
-    """The mean over dim 1 of an NCHW map (keepdim) as a grouped 1x1 convolution averaging each
-    group of ``g`` channels, then a 1x1 convolution averaging the group means."""
+    """The mean over dim 1 of an NCHW map (keepdim) as two 1x1 convolutions: one to the ``C / g``
+    group means, one averaging those. The first is a dense convolution with a block-diagonal
+    weight rather than a grouped one with one output per group, which XNNPACK runs as many tiny
+    products; its zero weights add exact zeros to the running sums, so each output still sums
+    only its own group's ``g`` terms."""
     c = x.shape[1]
-    first = torch.full((c // g, g, 1, 1), 1.0 / g, dtype=x.dtype, device=x.device)
+    first = _group_averaging(c, g, x).reshape(c // g, c, 1, 1)
     second = torch.full((1, c // g, 1, 1), g / c, dtype=x.dtype, device=x.device)
-    return F.conv2d(F.conv2d(x, first, groups=c // g), second)
+    return F.conv2d(F.conv2d(x, first), second)
 
 
 class _AveragedLayerNorm(nn.Module):
