@@ -13,17 +13,18 @@ and so are the sub / mul / add / rsqrt around them:
 
 which is ``nn.LayerNorm``'s function (biased variance), up to fp32 rounding.
 
-In fp16 programs each average is taken in two stages: over groups of ``g`` features (``g`` the
-divisor of ``C`` nearest its square root), then over the ``C / g`` group means. XNNPACK's fp16
-matrix products on ARMv8.2 cores keep one fp16 running sum per output, rounded after every
-multiply-add, and a mean is the worst such sum: ``C`` small terms of one sign into a total up to
-``C`` times larger, which an fp16 sum stops resolving long before the end. Measured on emulated
-cortex-a76 and i8mm cores (``benchmarks/arm_fp16_ops.py``), a LayerNorm over 768 features of
-N(0, 1) tokens reads 47.9 dB against fp32 PyTorch in one stage and 63.5 dB in two (32 x 24), the
-host's x86 kernels, which compute in fp32, 64.7 dB; the extra ops are two small products per
-average, all delegated, where computing the norm in fp32 would put a dtype conversion (which
-ExecuTorch 1.5 leaves to its portable kernels) on each side of every norm. fp32 programs keep
-the one-stage form.
+In fp16 programs each average is taken in two stages: to the means of groups of ``g`` features
+(``g`` the divisor of ``C`` nearest its square root), then the mean of the ``C / g`` group means.
+XNNPACK's fp16 matrix products on ARMv8.2 cores keep one fp16 running sum per output, rounded
+after every multiply-add, and a mean is the worst such sum: ``C`` small terms of one sign into a
+total up to ``C`` times larger, which an fp16 sum stops resolving long before the end. Measured on
+emulated cortex-a76 and i8mm cores (``benchmarks/arm_fp16_ops.py``), a LayerNorm over 768
+features of N(0, 1) tokens reads 47.9 dB against fp32 PyTorch in one stage and 63.4 dB in two (24
+features, then 32 group means); the host's x86 kernels, which compute in fp32, 64.8 dB. The extra
+ops are one small product per average, all delegated, where computing the norm in fp32 would put
+a dtype conversion (which ExecuTorch 1.5 leaves to its portable kernels) on each side of every
+norm. fp32 programs keep the one-stage form (and the ``averaging_*`` buffers, which fp16 programs
+do not read).
 
 ``lower_layernorms`` is pure: it returns a copy in which every ``LayerNorm2d`` and every
 ``nn.LayerNorm`` over one trailing axis is replaced by these forms, keeping ``weight``/``bias``.
@@ -198,9 +199,10 @@ def layer_norm_as_linears(x: torch.Tensor, normalized_shape, weight: torch.Tenso
     The decomposition for the LayerNorms the module pass does not see: subclasses of
     ``nn.LayerNorm`` with a ``forward`` of their own (transformers' ConvNeXt / ConvNeXtV2 norm,
     which permutes a channels-first map around ``super().forward``) and ``F.layer_norm`` called
-    directly. The averaging weight is a ``full`` of ``1/C``, a constant once the captured graph is
-    folded (``edgeml.export.passes.constants``). Returns what the op returns, ``(y, mean, rstd)``;
-    static shapes, floating point and one normalized axis only."""
+    directly. The averaging weight is a ``full`` of ``1/C`` (in fp16, the two stages of the module
+    doc), a constant once the captured graph is folded (``edgeml.export.passes.constants``).
+    Returns what the op returns, ``(y, mean, rstd)``; static shapes, floating point and one
+    normalized axis only."""
     shape = list(normalized_shape)
     if len(shape) != 1 or not x.dtype.is_floating_point or not static(*x.shape):
         return NotImplemented
