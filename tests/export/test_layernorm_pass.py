@@ -180,3 +180,44 @@ def test_fp16_channel_layernorm_averages_in_two_stages():
     assert _count(g16, torch.ops.aten.conv2d.default) == 4
     err = (fp16.float() - ref).pow(2).sum() / ref.pow(2).sum()
     assert 10 * torch.log10(1 / err) > 50
+
+
+class _Norms(nn.Module):
+    """A channel LayerNorm2d, a token nn.LayerNorm, and F.layer_norm called directly (the
+    decomposition's path), between convolutions and linears."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 48, 3, padding=1)
+        self.norm2d = LayerNorm2d(48)
+        self.tokens = nn.LayerNorm(48)
+        self.fc = nn.Linear(48, 48)
+        self.weight = nn.Parameter(1 + 0.1 * torch.randn(48))
+
+    def forward(self, x):
+        y = self.norm2d(self.conv(x))
+        t = self.tokens(y.flatten(2).transpose(1, 2))
+        return nn.functional.layer_norm(self.fc(t), (48,), self.weight, None, 1e-6)
+
+
+def test_fp16_two_stage_norms_run_in_xnnpack():
+    """The two-stage averages of an fp16 program are delegated like the rest: only the program's
+    input and output casts stay on portable kernels, and the function is kept to fp16 precision."""
+    from executorch.runtime import Runtime
+
+    from edgeml.backends import CompileSpec
+    from edgeml.backends.xnnpack import XnnpackBackend
+    from edgeml.quantize.schemes import get_scheme
+
+    torch.manual_seed(0)
+    net = _randomize_affine(_Norms()).eval()
+    x = torch.randn(1, 3, 8, 8) + 0.5
+    backend = XnnpackBackend()
+    prepared = backend.prepare(net, (x,))
+    data, delegation = backend.compile(prepared, (x,), CompileSpec(scheme=get_scheme("fp16"))).build()
+    assert delegation["compute_share"] == 1.0
+    assert delegation["portable_ops"] == {"dim_order_ops__to_dim_order_copy_default": 2}
+    y = Runtime.get().load_program(data).load_method("forward").execute([x])[0]
+    with torch.no_grad():
+        ref = net(x)
+    assert 10 * torch.log10(ref.pow(2).sum() / (y - ref).pow(2).sum()) > 45
