@@ -3,7 +3,8 @@
 An fp16 `.pte` computes in fp32 on this x86 host (XNNPACK converts around fp32 arithmetic) and in
 fp16 on an ARMv8.2 core. This script exports one fp16 program holding the op kinds of a ViT at
 SigLIP-B/16's shapes (576 tokens of width 768, 12 heads of 64, MLP width 3072), each fed from the
-input and none chained after another, so every output reads one op's error alone. It runs that
+input rather than chained after another, so every output reads one op's error alone (the product
+of attention's probabilities with the values comes after its own scores and softmax). It runs that
 program on the host and, under qemu-user, on the emulated ARM cores (`edgeml setup-aarch64`
 first), and scores each output against PyTorch fp32 on the same N(0, 1) input.
 
