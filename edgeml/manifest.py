@@ -15,7 +15,8 @@ Schema version 1 (see README "Manifest"):
                     norm_statistics: {precision, layers} (.pte int8 with LayerNorms), constant_layers:
                     {precision, layers} (layers computed from constants only), mixed_precision}
     delegation      {backend, delegated_nodes, total_nodes, share, portable_ops: {op: count}}
-    parity          {reference, runtime, images, threshold_db, outputs: {name: metrics}}
+    parity          {reference, runtime, images, threshold_db, outputs: {name: metrics}; fp16:
+                    host_fp16_arithmetic, whether the exporting CPU computed the fp16 ops in fp16}
     tools           {edgeml, torch, executorch, onnx, onnxruntime, python}
     created         ISO-8601 UTC
 """

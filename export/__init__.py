@@ -48,7 +48,9 @@ class Artifact:
     manifest: Manifest
     export_seconds: float
     warnings: tuple[str, ...] = ()  # e.g. parity below the scheme's default threshold
-    notes: tuple[str, ...] = ()  # defaults edgeml chose for a model that did not say (ImageNet mean/std)
+    # defaults edgeml chose for a model that did not say (ImageNet mean/std); what the parity
+    # figures measure where that is not the phone's arithmetic (fp16 on a CPU without fp16)
+    notes: tuple[str, ...] = ()
 
     @property
     def manifest_path(self) -> Path:

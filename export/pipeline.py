@@ -420,6 +420,12 @@ def check_parity(state: ExportState) -> ExportState:
                               f"{default:g} dB default for {state.scheme.name}; `edgeml verify` will fail it "
                               f"({hint})")
         parity["below_default_threshold"] = True
+    if state.scheme.name == "fp16":
+        from edgeml.quantize.fp16 import HOST_FP32_NOTE, host_fp16_arithmetic
+
+        parity["host_fp16_arithmetic"] = host_fp16_arithmetic()
+        if not parity["host_fp16_arithmetic"]:
+            state.loaded.notes.append(HOST_FP32_NOTE)
     state.parity = parity
     return state
 

@@ -133,8 +133,36 @@ def test_export_fp16_end_to_end(tmp_path, fmt):
     assert m["parity"]["threshold_db"] == 30.0
     assert 30 < m["parity"]["worst_sqnr_db"] < 90  # fp16 rounding: above the threshold, below fp32's figures
     assert fp16.size_bytes < 0.55 * fp32.size_bytes
+    assert not any("fp16" in n for n in fp32.notes) and "host_fp16_arithmetic" not in json.loads(
+        fp32.manifest_path.read_text())["parity"]
     if fmt == "pte":
         assert m["delegation"]["compute_share"] == 1.0
+
+
+@pytest.mark.parametrize("has_fp16", [False, True])
+def test_fp16_parity_says_whether_the_host_computed_in_fp16(tmp_path, monkeypatch, has_fp16):
+    """On a CPU without fp16 arithmetic the program's ops ran in fp32, so its parity overstates a
+    phone's: the manifest records it and the export says so in a note."""
+    from edgeml.export import export
+    from edgeml.quantize import fp16 as fp16_module
+
+    monkeypatch.setattr(fp16_module, "host_fp16_arithmetic", lambda: has_fp16)
+    art = export("mobilenetv2", format="pte", quantize="fp16", resolution=32, output_dir=tmp_path)
+    assert json.loads(art.manifest_path.read_text())["parity"]["host_fp16_arithmetic"] is has_fp16
+    assert (fp16_module.HOST_FP32_NOTE in art.notes) is not has_fp16
+
+
+def test_host_fp16_arithmetic_reads_the_cpu_flags(tmp_path):
+    from edgeml.quantize.fp16 import host_fp16_arithmetic
+
+    cpuinfo = tmp_path / "cpuinfo"
+    for flags, expected in (("flags\t: fpu sse avx512f avx512_vnni", False),
+                            ("flags\t: fpu avx512f avx512_fp16", True),
+                            ("Features\t: fp asimd asimdhp asimddp", True),
+                            ("Features\t: fp asimd", False)):
+        cpuinfo.write_text(f"processor\t: 0\n{flags}\n")
+        assert host_fp16_arithmetic(cpuinfo) is expected
+    assert host_fp16_arithmetic(tmp_path / "missing") is False
 
 
 def test_fp16_usage_errors(capsys, tmp_path):
