@@ -384,6 +384,10 @@ def verify_artifact(
         parity = measure_parity(ref, runner, paths, pre, config, batch=batch or program_batch,
                                 program_batch=program_batch, on_image=on_image,
                                 output_names=[o.name for o in manifest.outputs])
+        if manifest.quantization.get("scheme") == "fp16":
+            from edgeml.quantize.fp16 import host_fp16_arithmetic
+
+            parity["host_fp16_arithmetic"] = host_fp16_arithmetic()
     return VerifyReport(opened.path, parity, threshold)
 
 
@@ -418,6 +422,10 @@ def format_report(report: VerifyReport) -> str:
     if p.get("worst_images"):
         worst = ", ".join(f"{w['image']} ({min(w['sqnr_db']):.1f} dB)" for w in p["worst_images"])
         lines.append(f"  worst images: {worst}")
+    if p.get("host_fp16_arithmetic") is False:
+        from edgeml.quantize.fp16 import HOST_FP32_NOTE
+
+        lines.append(f"  note: {HOST_FP32_NOTE}")
     verdict = "PASS" if report.passed else "FAIL"
     lines.append(f"  {verdict}: worst SQNR {p['worst_sqnr_db']:.1f} dB "
                  f"({'>=' if report.passed else '<'} {report.threshold_db:g} dB threshold)")

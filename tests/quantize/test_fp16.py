@@ -145,11 +145,16 @@ def test_fp16_parity_says_whether_the_host_computed_in_fp16(tmp_path, monkeypatc
     phone's: the manifest records it and the export says so in a note."""
     from edgeml.export import export
     from edgeml.quantize import fp16 as fp16_module
+    from edgeml.runtime.verify import format_report, verify_artifact
 
     monkeypatch.setattr(fp16_module, "host_fp16_arithmetic", lambda: has_fp16)
     art = export("mobilenetv2", format="pte", quantize="fp16", resolution=32, output_dir=tmp_path)
     assert json.loads(art.manifest_path.read_text())["parity"]["host_fp16_arithmetic"] is has_fp16
     assert (fp16_module.HOST_FP32_NOTE in art.notes) is not has_fp16
+    # `edgeml verify` on this machine says the same.
+    report = verify_artifact(art.path)
+    assert report.parity["host_fp16_arithmetic"] is has_fp16
+    assert (fp16_module.HOST_FP32_NOTE in format_report(report)) is not has_fp16
 
 
 def test_host_fp16_arithmetic_reads_the_cpu_flags(tmp_path):
