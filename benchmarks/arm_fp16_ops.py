@@ -138,9 +138,9 @@ def split_accumulation(a: np.ndarray, split: SplitLinear) -> np.ndarray:
 
 
 def db(ref: np.ndarray, out: np.ndarray) -> float:
-    ref = ref.astype(np.float64)
-    err = out.astype(np.float64).reshape(ref.shape) - ref
-    return float(10 * np.log10((ref * ref).sum() / max((err * err).sum(), 1e-300)))
+    from edgeml.runtime.metrics import sqnr_db
+
+    return sqnr_db(torch.from_numpy(ref), torch.from_numpy(out).reshape(ref.shape))
 
 
 def main() -> int:

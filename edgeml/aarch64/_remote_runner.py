@@ -35,11 +35,11 @@ import time
 CALL_KEY = re.compile(r"^call(\d{5})_in(\d+)$")
 
 
-def cpu_info() -> dict:
+def cpu_info(path: str | os.PathLike = "/proc/cpuinfo") -> dict:
     """What /proc/cpuinfo says (under qemu-user it is the emulated CPU's), first processor."""
     info: dict = {"machine": platform.machine()}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(path) as f:
             text = f.read()
     except OSError:
         return info

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -98,15 +97,9 @@ def host_fp16_arithmetic(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
     Linux's ``cpuinfo`` lists it; False where it cannot tell. Without it XNNPACK computes an fp16
     program's ops in fp32 (and ONNX Runtime casts around them), so the program's parity on this
     machine is higher than on a phone's fp16 cores."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return False
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return bool({"avx512_fp16", "asimdhp"} & set(value.split()))
-    return False
+    from edgeml.aarch64._remote_runner import cpu_info
+
+    return bool({"avx512_fp16", "asimdhp"} & set(cpu_info(cpuinfo).get("features", ())))
 
 
 HOST_FP32_NOTE = ("this CPU has no fp16 arithmetic, so the fp16 program computed in fp32 here and its parity "
