@@ -25,7 +25,10 @@ Needs ``edgeml setup-aarch64`` first. Run it niced, it is CPU-bound for a long w
         [--work DIR] [--markdown FILE]
 
 ``--models`` defaults to every zoo model (``edgeml list``); ``NAME@RES`` exports at resolution RES,
-``NAME:none`` (or ``:int8``, ``:none+int8``) limits that model to those schemes.
+``NAME[KEY=VALUE;...]`` passes the zoo builder keyword arguments (``siglip_so400m_384[depth=2]``:
+the first two of its 27 blocks, every distinct layer shape of the whole program at a fraction of
+its emulation time; quote it for the shell), ``NAME:none`` (or ``:int8``, ``:none+int8``) limits
+that model to those schemes.
 Artifacts already in ``--work`` (checked against their manifest) are reused.
 """
 from __future__ import annotations
@@ -118,11 +121,33 @@ def rescore(path: Path) -> int:
     return done
 
 
-def _export(name: str, scheme: str, resolution: int | None, work: Path) -> Path:
+def parse_model(item: str, schemes: list[str]) -> tuple[str, int | None, dict, list[str]]:
+    """``NAME[@RES][[KEY=VALUE;...]][:SCHEME[+SCHEME]]`` -> (name, resolution, builder kwargs, schemes)."""
+    from edgeml.commands import _model_arg  # the CLI's --model-arg KEY=VALUE
+
+    item, _, only = item.strip().partition(":")
+    item, _, args = item.partition("[")
+    if args and not args.endswith("]"):
+        raise SystemExit(f"arm_parity: --models {item}[{args}: the builder arguments end with ']'")
+    try:
+        kwargs = dict(_model_arg(a) for a in args[:-1].split(";") if a)
+    except argparse.ArgumentTypeError as e:
+        raise SystemExit(f"arm_parity: --models {item}[{args}: {e}") from None
+    name, _, res = item.partition("@")
+    return name, int(res) if res else None, kwargs, only.split("+") if only else schemes
+
+
+def model_label(name: str, resolution: int | None, kwargs: dict) -> str:
+    args = ";".join(f"{k}={v}" for k, v in kwargs.items())
+    return name + (f"@{resolution}" if resolution else "") + (f"[{args}]" if args else "")
+
+
+def _export(name: str, scheme: str, resolution: int | None, kwargs: dict, work: Path) -> Path:
     from edgeml.export import export
     from edgeml.runtime.runners import open_artifact
 
-    out = work / f"{name}{'_' + str(resolution) if resolution else ''}_{SCHEME_LABEL[scheme]}"
+    args = "".join(f"_{k}{v}" for k, v in kwargs.items())
+    out = work / f"{name}{'_' + str(resolution) if resolution else ''}{args}_{SCHEME_LABEL[scheme]}"
     existing = sorted(out.glob("*.pte"))
     if existing:
         try:
@@ -130,13 +155,15 @@ def _export(name: str, scheme: str, resolution: int | None, work: Path) -> Path:
             return existing[0]
         except EdgeMLError:
             pass
-    return Path(export(name, format="pte", quantize=scheme, resolution=resolution, output_dir=out).path)
+    return Path(export(name, format="pte", quantize=scheme, resolution=resolution, model_kwargs=kwargs or None,
+                       output_dir=out).path)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", help="comma-separated zoo names; NAME@RES for another resolution, NAME:SCHEME[+SCHEME] "
-                    "for only those schemes (default: every zoo model)")
+    ap.add_argument("--models", help="comma-separated zoo names; NAME@RES for another resolution, NAME[KEY=VALUE;...] "
+                    "for builder arguments (e.g. depth=2), NAME:SCHEME[+SCHEME] for only those schemes (default: "
+                    "every zoo model)")
     ap.add_argument("--schemes", default="none,int8", help="comma-separated: none (fp32), int8, fp16")
     ap.add_argument("--cpu", action="append", help=f"qemu CPU profile (repeatable; default {', '.join(DEFAULT_CPUS)})")
     ap.add_argument("--sme", action="store_true", help="also run on `max` (SME, KleidiAI kernels)")
@@ -160,11 +187,7 @@ def main() -> int:
     if args.sme and "max" not in cpus:
         cpus.append("max")
     schemes = [s.strip() for s in args.schemes.split(",")]
-    models = []  # (name, resolution, schemes)
-    for item in (args.models.split(",") if args.models else list_models()):
-        item, _, only = item.strip().partition(":")
-        name, _, res = item.partition("@")
-        models.append((name, int(res) if res else None, only.split("+") if only else schemes))
+    models = [parse_model(item, schemes) for item in (args.models.split(",") if args.models else list_models())]
     header = [f"command: {command()}", f"machine: {machine()}",
               f"date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
               f"emulator: qemu-user {env_record.get('qemu_version', '?')} ({env.qemu}), aarch64 Python "
@@ -175,12 +198,12 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
 
     entries = []  # (model label, scheme, path | None, HostRun | None, note)
-    for name, res, model_schemes in models:
-        label = name + (f"@{res}" if res else "")
+    for name, res, kwargs, model_schemes in models:
+        label = model_label(name, res, kwargs)
         for scheme in model_schemes:
             t = time.monotonic()
             try:
-                path = _export(name, scheme, res, args.work)
+                path = _export(name, scheme, res, kwargs, args.work)
                 opened, run, _, _ = host_run(path, images=args.images)
                 entries.append((label, scheme, opened, run, ""))
                 print(f"{label} {SCHEME_LABEL[scheme]}: exported and run on the host in "

@@ -48,3 +48,17 @@ def test_rescore_rewrites_only_its_own_tables(arm_parity, tmp_path):
     assert "keep me" in text and "not run: ValueError" in text
     assert "| a | int8 | cortex-a76 | 31.7 | 31.7 | 38.7 | int8 steps:" in text
     assert "| a | fp32 | cortex-a76 | 120.0 | 120.0 | identical | bit-identical |" in text
+
+
+def test_models_take_resolution_builder_arguments_and_schemes(arm_parity):
+    parse = arm_parity.parse_model
+    assert parse("fastvithd@256", ["none", "int8"]) == ("fastvithd", 256, {}, ["none", "int8"])
+    assert parse("siglip_so400m_384[depth=2]:none+fp16", ["int8"]) == \
+        ("siglip_so400m_384", None, {"depth": 2}, ["none", "fp16"])
+    assert parse("bluelm_tile_encoder_b16@384[depth=1;llm_width=1024]", ["none"]) == \
+        ("bluelm_tile_encoder_b16", 384, {"depth": 1, "llm_width": 1024}, ["none"])
+    assert arm_parity.model_label("siglip_so400m_384", None, {"depth": 2}) == "siglip_so400m_384[depth=2]"
+    with pytest.raises(SystemExit, match="end with"):
+        parse("siglip_so400m_384[depth=2", ["none"])
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        parse("siglip_so400m_384[2]", ["none"])
