@@ -60,7 +60,9 @@ def test_observers_per_format():
 
 
 def test_the_observer_option_reaches_the_quantizer():
-    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver, PlaceholderObserver
+    from torchao.quantization.pt2e import MinMaxObserver, PlaceholderObserver
+
+    from edgeml.quantize.observers import HistogramObserver
 
     def activation_observer(scheme, observer):
         config = xnnpack_quantizer(SCHEME_INFO[scheme], observer).global_config

@@ -302,7 +302,9 @@ def xnnpack_quantizer(scheme: Scheme, observer: str | None):
     """XNNPACKQuantizer for ``int8`` (static, the given observer) or ``int8-dynamic``; static int8
     also quantizes a conv / linear and the clamp after it as one op (``annotate.py``)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
-    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
+    from torchao.quantization.pt2e import MinMaxObserver
+
+    from edgeml.quantize.observers import HistogramObserver  # torchao's, its range search faster
 
     if scheme.name not in ("int8", "int8-dynamic"):
         raise ValueError(f"{scheme.name} is not a PT2E scheme")
