@@ -176,3 +176,19 @@ def test_repeated_checks_are_skipped_with_the_same_program(monkeypatch):
     assert skipped == full
     assert ran_skipping < ran_full // 2
     assert ExportedProgramPassManager.__dict__["check"] is real
+
+
+def test_the_graph_key_sees_a_changed_op_or_argument():
+    def traced(fn):
+        return torch.fx.symbolic_trace(fn)
+
+    base = traced(lambda x: torch.relu(x) + 1.0)
+    assert pte._graph_key(base) == pte._graph_key(traced(lambda x: torch.relu(x) + 1.0))
+    other_op = traced(lambda x: torch.relu(x) + 1.0)
+    next(n for n in other_op.graph.nodes if n.target is torch.relu).target = torch.sigmoid  # name kept
+    assert pte._graph_key(base) != pte._graph_key(other_op)
+    assert pte._graph_key(base) != pte._graph_key(traced(lambda x: torch.relu(x) + 2.0))
+    swapped = traced(lambda x: torch.relu(x) + 1.0)
+    add = next(n for n in swapped.graph.nodes if n.op == "call_function" and n.target is not torch.relu)
+    add.args = (add.args[1], add.args[0])  # the same nodes and constant, another order
+    assert pte._graph_key(base) != pte._graph_key(swapped)
