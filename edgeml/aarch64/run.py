@@ -202,28 +202,16 @@ def score(names: Sequence[str], logits: bool, run: HostRun, expected: list[list]
 
 def _reference_module(manifest, checkpoint):
     """The eager model the artifact was exported from (edgeml.runtime.verify's rebuild)."""
-    import inspect
+    from edgeml.runtime.verify import reference_from_manifest
 
-    from edgeml.runtime import verify
-
-    if "checkpoint" in inspect.signature(verify.reference_from_manifest).parameters:
-        return verify.reference_from_manifest(manifest, checkpoint=checkpoint)
-    if checkpoint is None:
-        return verify.reference_from_manifest(manifest)
-    from edgeml.models import create_model
-
-    return create_model(manifest.model["name"], checkpoint=checkpoint, **manifest.model.get("kwargs", {}))
+    return reference_from_manifest(manifest, checkpoint=checkpoint)
 
 
 def _threshold(manifest, min_sqnr: float | None) -> float:
     """The verify threshold: ``min_sqnr``, else the default of the artifact's quantization scheme."""
-    from edgeml.runtime import verify
+    from edgeml.runtime.verify import verify_threshold
 
-    if hasattr(verify, "verify_threshold"):
-        return verify.verify_threshold(manifest, min_sqnr)
-    if min_sqnr is not None:
-        return float(min_sqnr)
-    return verify.DEFAULT_MIN_SQNR.get(manifest.quantization.get("scheme", "none"), 25.0)
+    return verify_threshold(manifest, min_sqnr)
 
 
 def host_run(artifact: str | Path, *, images: str | Path | None = None, checkpoint: str | Path | None = None,
